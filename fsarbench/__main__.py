@@ -1,0 +1,5 @@
+import sys
+
+from fsarbench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,42 @@
+"""Silence, precisely, the third-party noise that says nothing to an fsarbench user.
+
+Each filter names one message; nothing else is hidden. Imported by every module that imports
+MMAction2, MMEngine or mmcv, before those imports.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+# mmcv-lite has no compiled ops; recognition never needs this one.
+warnings.filterwarnings(
+    "ignore", message=r"Fail to import ``MultiScaleDeformableAttention``", category=UserWarning
+)
+# torch 2.13 deprecates torch.jit.script/interface, which mmengine and mmcv call at import.
+warnings.filterwarnings(
+    "ignore", message=r"`torch\.jit\.(script|interface)` is deprecated", category=DeprecationWarning
+)
+
+
+class _DropMessages(logging.Filter):
+    """Drops MMEngine log records that start with one of the given texts."""
+
+    def __init__(self, *prefixes: str) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(self.prefixes)
+
+
+def quiet_mmengine_logger() -> None:
+    """The decode transforms log 'FileClient will be deprecated' once per worker through
+    MMEngine's logger; the message is about MMEngine's internals, not the user's data."""
+    from mmengine.logging import MMLogger
+
+    logger = MMLogger.get_current_instance()
+    if not any(isinstance(f, _DropMessages) for f in logger.filters):
+        logger.addFilter(
+            _DropMessages('"FileClient" will be deprecated', '"HardDiskBackend" is the alias')
+        )

@@ -1,0 +1,73 @@
+"""``fsarbench ls``: what the registries hold and what is on this machine."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+from rich.table import Table
+
+from fsarbench.benchmarks.prepare import MANIFEST, load_prepared, prepared_folder
+from fsarbench.benchmarks.registry import BENCHMARKS, SPLITS, Benchmark
+from fsarbench.benchmarks.splits import load_stored_splits, splits_folder
+from fsarbench.errors import FsarbenchError
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("ls", help="list benchmarks and their state on this machine")
+    what = parser.add_subparsers(dest="ls_command", metavar="WHAT", required=True)
+    benchmarks = what.add_parser("benchmarks", help="benchmarks, aliases, counts and local state")
+    benchmarks.set_defaults(handler=run_benchmarks)
+
+
+def _counts(benchmark: Benchmark) -> str:
+    if benchmark.is_synthetic:
+        return "64/12/24 classes, generated"
+    classes = "/".join(str(benchmark.split_file(s).n_classes) for s in SPLITS)
+    videos = " / ".join(f"{benchmark.split_file(s).n_videos:,}" for s in SPLITS)
+    return f"{classes} classes\n{videos} videos"
+
+
+def split_state(benchmark: Benchmark) -> str:
+    if benchmark.is_synthetic:
+        return "generated with the videos"
+    if not (splits_folder(benchmark) / "splits.json").is_file():
+        return f"absent: fsarbench data splits {benchmark.name}"
+    try:
+        load_stored_splits(benchmark)
+    except FsarbenchError as error:
+        return f"INVALID: {error.problem}"
+    return "verified"
+
+
+def prepared_state(benchmark: Benchmark) -> str:
+    folder = prepared_folder(benchmark)
+    if not (folder / MANIFEST).is_file():
+        if benchmark.is_synthetic:
+            return "not generated: fsarbench data generate synth"
+        return "not prepared"
+    prepared = load_prepared(folder)
+    parts = [
+        f"{c.split} {c.present:,}/{c.expected:,} ({c.coverage:.1%})"
+        + (f", {c.unusable} unusable" if c.unusable else "")
+        for c in prepared.splits.values()
+    ]
+    kind = "frame folders" if prepared.media == "frames" else "videos"
+    return "\n".join([f"{kind}, {'probed' if prepared.probed else 'not probed'}", *parts])
+
+
+def run_benchmarks(args: argparse.Namespace) -> int:
+    table = Table(show_lines=True, title="fsarbench benchmarks")
+    for column in ("name", "aliases", "protocol", "counts", "split lists", "prepared"):
+        table.add_column(column, overflow="fold")
+    for benchmark in BENCHMARKS.values():
+        table.add_row(
+            benchmark.name,
+            ", ".join(benchmark.aliases) or "-",
+            benchmark.protocol.partition(":")[0],
+            _counts(benchmark),
+            split_state(benchmark),
+            prepared_state(benchmark),
+        )
+    Console(width=max(Console().width, 120)).print(table)
+    return 0

@@ -1,0 +1,71 @@
+"""The clip dataset: any prepared benchmark, one split, as MMAction2 samples.
+
+Each item is MMAction2's packed dict: ``inputs`` uint8 ``[T, C, H, W]`` (``FormatShape('NCHW')``
+with one frame per segment) and an ``ActionDataSample`` carrying the label and the benchmark's
+video id, which the feature store and the episode files key on.
+"""
+
+from __future__ import annotations
+
+import os.path as osp
+
+from fsarbench._quiet import quiet_mmengine_logger
+from mmaction.datasets import BaseActionDataset
+
+from fsarbench.benchmarks.prepare import FRAME_TEMPLATE, require_prepared
+from fsarbench.benchmarks.registry import SPLITS, get_benchmark
+from fsarbench.errors import FsarbenchError
+from fsarbench.registry import DATASETS
+
+
+@DATASETS.register_module()
+class FewShotClipDataset(BaseActionDataset):
+    """Clips of one split of a prepared benchmark.
+
+    Reads the tab-delimited annotation lists that ``fsarbench data prepare`` writes (MMAction2's
+    own list readers split on any whitespace, and class folders contain spaces). Labels index
+    ``self.classes``, the split's class names in natural order.
+    """
+
+    def __init__(self, benchmark: str, split: str, pipeline: list, test_mode: bool = True, **kw):
+        if split not in SPLITS:
+            raise FsarbenchError(f"unknown split {split!r}", f"use one of {', '.join(SPLITS)}")
+        self.benchmark = get_benchmark(benchmark)
+        self.split = split
+        self.prepared, folder = require_prepared(self.benchmark)
+        coverage = self.prepared.splits[split]
+        self.classes = list(coverage.classes)
+        self.media = self.prepared.media
+        kw.setdefault("start_index", 1 if self.media == "frames" else 0)
+        quiet_mmengine_logger()  # the decode transforms log FileClient deprecations when built
+        super().__init__(
+            ann_file=str(folder / coverage.annotation),
+            pipeline=pipeline,
+            data_prefix=dict(video=self.prepared.data_root),
+            test_mode=test_mode,
+            **kw,
+        )
+
+    def load_data_list(self) -> list[dict]:
+        root = self.data_prefix["video"]
+        data_list = []
+        with open(self.ann_file) as handle:
+            for line in handle:
+                fields = line.rstrip("\n").split("\t")
+                relative, label = fields[0], int(fields[-1])
+                info = dict(
+                    label=label,
+                    video_id=osp.splitext(osp.basename(relative))[0],
+                    class_name=self.classes[label],
+                )
+                if self.media == "frames":
+                    info.update(
+                        frame_dir=osp.join(root, relative),
+                        total_frames=int(fields[1]),
+                        filename_tmpl=FRAME_TEMPLATE,
+                        video_id=osp.basename(relative),
+                    )
+                else:
+                    info["filename"] = osp.join(root, relative)
+                data_list.append(info)
+        return data_list
