@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.progress import track
 
@@ -29,6 +30,9 @@ from fsarbench.benchmarks.splits import SplitList, natural_key
 from fsarbench.errors import FsarbenchError
 from fsarbench.console import stderr
 from fsarbench.fileio import install_folder, staging_folder
+
+if TYPE_CHECKING:
+    from fsarbench.benchmarks.synth import SynthConfig
 
 MANIFEST = "prepared.json"
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -102,6 +106,8 @@ def probe_video(path: Path) -> Probe:
             if not frames and stream.duration and stream.average_rate:
                 frames = int(stream.duration * stream.time_base * stream.average_rate)
             return Probe(True, max(int(frames), 1))
+    except EOFError:  # av.error.EOFError too: the stream ends before its first frame
+        return Probe(False, 0, "no decodable frame (zero-frame video)")
     except (av.error.FFmpegError, OSError, ValueError, StopIteration) as error:
         return Probe(False, 0, f"cannot be decoded ({type(error).__name__}: {error})")
 
@@ -292,22 +298,29 @@ def format_coverage(prepared: PreparedBenchmark) -> str:
     return "\n".join(lines)
 
 
-def prepared_folder(benchmark: Benchmark) -> Path:
-    """Where ``fsarbench data prepare`` (or the synth generator) puts a benchmark's lists."""
+def prepared_folder(benchmark: Benchmark, synth: SynthConfig | None = None) -> Path:
+    """Where ``fsarbench data prepare`` (or the synth generator) puts a benchmark's lists.
+
+    ``synth`` selects generator settings other than the defaults (only for ``synth``).
+    """
     if benchmark.is_synthetic:
         from fsarbench.benchmarks.synth import SynthConfig, synth_root
 
-        return synth_root(SynthConfig()) / "prepared"
+        return synth_root(synth or SynthConfig()) / "prepared"
+    if synth is not None:
+        raise FsarbenchError(f"synth settings were given for {benchmark.name}, a real benchmark")
     from fsarbench.paths import benchmark_dir
 
     return benchmark_dir(benchmark.name) / "prepared"
 
 
-def require_prepared(benchmark: Benchmark) -> tuple[PreparedBenchmark, Path]:
-    folder = prepared_folder(benchmark)
+def require_prepared(
+    benchmark: Benchmark, synth: SynthConfig | None = None
+) -> tuple[PreparedBenchmark, Path]:
+    folder = prepared_folder(benchmark, synth)
     if not (folder / MANIFEST).is_file():
         if benchmark.is_synthetic:
-            fix = f"run `fsarbench data generate {benchmark.name}`"
+            fix = f"run `fsarbench data generate {benchmark.name}` (with the same settings)"
         else:
             fix = (
                 f"run `fsarbench data splits {benchmark.name}`, then "

@@ -106,22 +106,28 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify_split_file(benchmark: Benchmark, split: str, path: Path) -> SplitList:
-    """Parse ``path`` and check it is byte-for-byte the pinned list with the expected counts."""
+def verify_split_file(
+    benchmark: Benchmark, split: str, path: Path, origin: str | None = None
+) -> SplitList:
+    """Parse ``path`` and check it is byte-for-byte the pinned list with the expected counts.
+
+    ``origin`` names the file in messages when ``path`` is a staged copy of it.
+    """
     expected = benchmark.split_file(split)
+    origin = origin or str(path)
     try:
         text = path.read_bytes().decode("ascii")
     except UnicodeDecodeError as error:
         raise FsarbenchError(
-            f"{path} is not ASCII text (byte {error.start})",
+            f"{origin} is not ASCII text (byte {error.start})",
             f"the {benchmark.name} split lists are ASCII; restore {expected.filename} from "
             f"{expected.url}",
         ) from None
-    entries = parse_split_text(text, str(path))
+    entries = parse_split_text(text, origin)
     actual = sha256_of(path)
     if actual != expected.sha256:
         raise FsarbenchError(
-            f"{path} has sha256 {actual}, but the pinned {benchmark.name} {split} list "
+            f"{origin} has sha256 {actual}, but the pinned {benchmark.name} {split} list "
             f"has {expected.sha256}",
             f"use the unmodified file from {expected.url}; results on edited split lists are "
             "not comparable with published ones (missing videos are handled later, by "
@@ -130,7 +136,7 @@ def verify_split_file(benchmark: Benchmark, split: str, path: Path) -> SplitList
     split_list = SplitList(split, tuple(entries))
     if (split_list.n_classes, split_list.n_videos) != (expected.n_classes, expected.n_videos):
         raise FsarbenchError(
-            f"{path}: {split_list.n_classes} classes / {split_list.n_videos} videos, expected "
+            f"{origin}: {split_list.n_classes} classes / {split_list.n_videos} videos, expected "
             f"{expected.n_classes} / {expected.n_videos}",
             "the registry and the pinned checksum disagree: please report this as a bug",
         )
@@ -210,6 +216,14 @@ def store_splits(
             f"--from {source_dir}: no such folder",
             f"name the folder that holds {', '.join(f.filename for f in benchmark.splits)}",
         )
+    if source_dir is not None:
+        absent = [f.filename for f in benchmark.splits if not (source_dir / f.filename).is_file()]
+        if absent:
+            raise FsarbenchError(
+                f"--from {source_dir}: {', '.join(absent)} {'is' if len(absent) == 1 else 'are'} "
+                "missing",
+                f"copy {benchmark.name}'s split files from {benchmark.source} into that folder",
+            )
     final = splits_folder(benchmark)
     staging = staging_folder(final)
     try:
@@ -217,14 +231,10 @@ def store_splits(
         for split_file in benchmark.splits:
             target = staging / split_file.filename
             if source_dir is not None:
-                found = source_dir / split_file.filename
-                if not found.is_file():
-                    raise FsarbenchError(
-                        f"--from {source_dir}: {split_file.filename} is missing",
-                        f"copy it from {split_file.url} into that folder",
-                    )
-                shutil.copyfile(found, target)
+                origin = str(source_dir / split_file.filename)
+                shutil.copyfile(origin, target)
             else:
+                origin = split_file.url
                 try:
                     fetch(split_file.url, target)
                 except (urllib.error.URLError, OSError, TimeoutError) as error:
@@ -236,7 +246,9 @@ def store_splits(
                         f"into a folder and run `fsarbench data splits {benchmark.name} --from "
                         "FOLDER`",
                     ) from None
-            lists[split_file.split] = verify_split_file(benchmark, split_file.split, target)
+            lists[split_file.split] = verify_split_file(
+                benchmark, split_file.split, target, origin
+            )
         check_disjoint(lists, benchmark.name)
         _write_manifest(staging, benchmark, lists, str(source_dir) if source_dir else "download")
         install_folder(staging, final)

@@ -14,6 +14,7 @@ from mmaction.datasets import BaseActionDataset
 
 from fsarbench.benchmarks.prepare import FRAME_TEMPLATE, require_prepared
 from fsarbench.benchmarks.registry import SPLITS, get_benchmark
+from fsarbench.benchmarks.synth import SynthConfig
 from fsarbench.errors import FsarbenchError
 from fsarbench.registry import DATASETS
 
@@ -24,15 +25,25 @@ class FewShotClipDataset(BaseActionDataset):
 
     Reads the tab-delimited annotation lists that ``fsarbench data prepare`` writes (MMAction2's
     own list readers split on any whitespace, and class folders contain spaces). Labels index
-    ``self.classes``, the split's class names in natural order.
+    ``self.classes``, the split's class names in natural order. ``synth`` holds generator
+    settings (``SynthConfig`` fields) when the benchmark is a non-default ``synth``.
     """
 
-    def __init__(self, benchmark: str, split: str, pipeline: list, test_mode: bool = True, **kw):
+    def __init__(
+        self,
+        benchmark: str,
+        split: str,
+        pipeline: list,
+        test_mode: bool = True,
+        synth: dict | None = None,
+        **kw,
+    ):
         if split not in SPLITS:
             raise FsarbenchError(f"unknown split {split!r}", f"use one of {', '.join(SPLITS)}")
         self.benchmark = get_benchmark(benchmark)
         self.split = split
-        self.prepared, folder = require_prepared(self.benchmark)
+        synth_config = SynthConfig(**synth) if synth is not None else None
+        self.prepared, folder = require_prepared(self.benchmark, synth_config)
         coverage = self.prepared.splits[split]
         self.classes = list(coverage.classes)
         self.media = self.prepared.media

@@ -1,0 +1,63 @@
+"""Shared fixtures: an isolated fsarbench home per test, the shared split lists, a tiny synth."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from fsarbench.benchmarks.synth import SynthConfig
+
+REPO = Path(__file__).resolve().parents[1]
+# Tests and CI read the real split lists from the shared folder beside the checkout; the
+# project itself never ships them (users fetch them from their pinned public sources).
+SHARED_SPLITS = Path(os.environ.get("FSARBENCH_SHARED_SPLITS", REPO.parent / "shared" / "splits"))
+SHARED_FOLDERS = {
+    "ssv2-full": "ssv2_full",
+    "ssv2-small": "ssv2_small",
+    "k100": "kinetics100",
+    "ucf101": "ucf101",
+    "hmdb51": "hmdb51",
+}
+# Small enough to generate in a couple of seconds, large enough for 5-way 1-shot episodes.
+TINY_SYNTH = SynthConfig(seed=3, videos_per_class=3, frames=8, size=32)
+
+
+@pytest.fixture(autouse=True)
+def fsarbench_home(tmp_path_factory, monkeypatch) -> Path:
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("FSARBENCH_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def shared_splits() -> Path:
+    if not SHARED_SPLITS.is_dir():
+        pytest.skip(f"the shared split lists are not at {SHARED_SPLITS}")
+    return SHARED_SPLITS
+
+
+def split_source(benchmark: str) -> Path:
+    folder = SHARED_SPLITS / SHARED_FOLDERS[benchmark]
+    if not folder.is_dir():
+        pytest.skip(f"the shared split lists are not at {SHARED_SPLITS}")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_synth_home(tmp_path_factory) -> Path:
+    """One tiny synth, generated once per session under its own home (read-only for tests)."""
+    from fsarbench.benchmarks.synth import generate_synth
+
+    home = tmp_path_factory.mktemp("synth-home")
+    previous = os.environ.get("FSARBENCH_HOME")
+    os.environ["FSARBENCH_HOME"] = str(home)
+    try:
+        generate_synth(TINY_SYNTH, progress=False)
+    finally:
+        if previous is None:
+            os.environ.pop("FSARBENCH_HOME", None)
+        else:
+            os.environ["FSARBENCH_HOME"] = previous
+    return home
