@@ -7,10 +7,11 @@ lookup, so a class is never "not in the registry" because nobody imported its mo
 
 from __future__ import annotations
 
-import fsarbench._quiet  # noqa: F401  (before mmaction and mmengine)
 from mmaction.registry import DATASETS as MMACTION_DATASETS
 from mmaction.registry import MODELS as MMACTION_MODELS
 from mmengine.registry import Registry
+
+import fsarbench._quiet  # noqa: F401  (before mmaction and mmengine)
 
 DATASETS = Registry(
     "dataset", parent=MMACTION_DATASETS, scope="fsarbench", locations=["fsarbench.data.dataset"]

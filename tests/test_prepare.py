@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import split_source
+
 from fsarbench.benchmarks.prepare import (
     MANIFEST,
     format_coverage,
@@ -46,7 +46,12 @@ def test_prepare_matches_reports_and_writes_lists(tmp_path, name, pattern, exten
     lists = store_splits(benchmark, split_source(name)).lists
     root = tmp_path / "videos"
     chosen = make_standin_tree(
-        benchmark, lists, root, classes_per_split=3, per_class=2, pattern=pattern,
+        benchmark,
+        lists,
+        root,
+        classes_per_split=3,
+        per_class=2,
+        pattern=pattern,
         extension=extension,
     )
 
@@ -60,8 +65,10 @@ def test_prepare_matches_reports_and_writes_lists(tmp_path, name, pattern, exten
     _replace(path_of(empty), write_zero_frame_video)
     # A video no split names: in a train class folder where the layout has class folders.
     stray_class = chosen["train"][0].class_name
-    stray = root / (pattern.format(id="zz_not_listed", cls=stray_class,
-                                   cls_=stray_class.replace(" ", "_")) + extension)
+    stray = root / (
+        pattern.format(id="zz_not_listed", cls=stray_class, cls_=stray_class.replace(" ", "_"))
+        + extension
+    )
     write_tiny_video(stray, (10, 20, 30))
 
     prepared = prepare_benchmark(benchmark, lists, root, prepared_folder(benchmark), progress=False)
@@ -80,9 +87,14 @@ def test_prepare_matches_reports_and_writes_lists(tmp_path, name, pattern, exten
             relative, label = line.split("\t")
             assert (root / relative).is_file()
             folder = classes[int(label)]
-            assert "/" not in pattern or relative.split("/")[0] in (folder, folder.replace(" ", "_"))
-    assert [u["path"].endswith(corrupt.video_id + extension)
-            for u in prepared.splits["test"].unusable_examples] == [True]
+            assert "/" not in pattern or relative.split("/")[0] in (
+                folder,
+                folder.replace(" ", "_"),
+            )
+    assert [
+        u["path"].endswith(corrupt.video_id + extension)
+        for u in prepared.splits["test"].unusable_examples
+    ] == [True]
     assert "cannot be decoded" in prepared.splits["test"].unusable_examples[0]["reason"]
     # An mp4 muxer drops a track without frames; other containers keep an empty stream.
     reason = prepared.splits["val"].unusable_examples[0]["reason"]
@@ -103,8 +115,9 @@ def test_kinetics_report_counts_missing_youtube_videos(tmp_path):
     lists = store_splits(benchmark, split_source("k100")).lists
     root = tmp_path / "k100"
     make_standin_tree(benchmark, lists, root, classes_per_split=24, per_class=1)
-    prepared = prepare_benchmark(benchmark, lists, root, prepared_folder(benchmark), probe=False,
-                                 progress=False)
+    prepared = prepare_benchmark(
+        benchmark, lists, root, prepared_folder(benchmark), probe=False, progress=False
+    )
     assert prepared.splits["test"].missing == 2400 - 24
     assert "missing (test)" in format_coverage(prepared)
     assert "and 2371 more" in format_coverage(prepared)
@@ -114,13 +127,15 @@ def test_frame_folders(tmp_path):
     benchmark = get_benchmark("ucf101")
     lists = store_splits(benchmark, split_source("ucf101")).lists
     root = tmp_path / "frames"
-    chosen = make_standin_tree(benchmark, lists, root, classes_per_split=2, per_class=2,
-                               media="frames")
+    chosen = make_standin_tree(
+        benchmark, lists, root, classes_per_split=2, per_class=2, media="frames"
+    )
     misnamed = chosen["test"][0]
     for image in (root / misnamed.class_name / misnamed.video_id).iterdir():
         image.rename(image.with_name(image.name.replace("img_", "frame_")))
-    prepared = prepare_benchmark(benchmark, lists, root, prepared_folder(benchmark),
-                                 media="frames", progress=False)
+    prepared = prepare_benchmark(
+        benchmark, lists, root, prepared_folder(benchmark), media="frames", progress=False
+    )
     assert prepared.splits["train"].present == 4
     assert prepared.splits["test"].present == 3 and prepared.splits["test"].unusable == 1
     assert "img_00001.jpg" in prepared.splits["test"].unusable_examples[0]["reason"]

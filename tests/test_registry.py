@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import split_source
+
 from fsarbench.benchmarks.registry import BENCHMARKS, SPLITS, get_benchmark
 from fsarbench.benchmarks.splits import sha256_of, verify_split_file
 from fsarbench.errors import FsarbenchError
@@ -56,8 +56,10 @@ def test_pinned_checksums_and_counts_match_the_shared_lists(name):
     "name, candidates",
     [
         ("ssv2-full", ["78687"]),
-        ("k100", ["ab_000001_000011", "air drumming/ab_000001_000011",
-                  "air_drumming/ab_000001_000011"]),
+        (
+            "k100",
+            ["ab_000001_000011", "air drumming/ab_000001_000011", "air_drumming/ab_000001_000011"],
+        ),
         ("ucf101", ["air drumming/ab_000001_000011"]),
     ],
 )

@@ -4,8 +4,8 @@ import shutil
 import urllib.error
 
 import pytest
-
 from conftest import split_source
+
 from fsarbench.benchmarks.registry import get_benchmark
 from fsarbench.benchmarks.splits import (
     check_disjoint,
@@ -79,7 +79,9 @@ def test_splits_must_be_disjoint():
 def test_import_from_folder_verifies_and_stores(name):
     benchmark = get_benchmark(name)
     stored = store_splits(benchmark, split_source(name))
-    counts = [(stored.lists[s].n_classes, stored.lists[s].n_videos) for s in ("train", "val", "test")]
+    counts = [
+        (stored.lists[s].n_classes, stored.lists[s].n_videos) for s in ("train", "val", "test")
+    ]
     assert counts == EXPECTED[name]
     reloaded = load_stored_splits(benchmark)
     assert reloaded.lists["test"].entries == stored.lists["test"].entries
@@ -136,7 +138,7 @@ def test_a_failed_import_keeps_the_previous_good_copy(tmp_path):
 def test_missing_file_and_missing_folder(tmp_path):
     benchmark = get_benchmark("ssv2-small")
     (tmp_path / "train.list").write_text("a/1\n")
-    with pytest.raises(FsarbenchError, match="val.list, test.list are missing"):
+    with pytest.raises(FsarbenchError, match=r"val\.list, test\.list are missing"):
         store_splits(benchmark, tmp_path)
     with pytest.raises(FsarbenchError, match="no such folder"):
         store_splits(benchmark, tmp_path / "nowhere")

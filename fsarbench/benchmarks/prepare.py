@@ -27,8 +27,8 @@ from rich.progress import track
 
 from fsarbench.benchmarks.registry import SPLITS, Benchmark
 from fsarbench.benchmarks.splits import SplitList, natural_key
-from fsarbench.errors import FsarbenchError
 from fsarbench.console import stderr
+from fsarbench.errors import FsarbenchError
 from fsarbench.fileio import install_folder, staging_folder
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ class SplitCoverage:
 class PreparedBenchmark:
     benchmark: str
     media: str
-    data_root: str
+    data_root: str  # absolute, or relative to the prepared folder when the media live beside it
     probed: bool
     splits: dict[str, SplitCoverage]
     unassigned: int = 0  # media files under data_root that belong to no split's classes
@@ -118,7 +118,9 @@ def probe_frames(folder: Path) -> Probe:
         return Probe(False, 0, "frame folder holds no images")
     first = folder / FRAME_TEMPLATE.format(1)
     if not first.is_file():
-        return Probe(False, 0, f"frame folder has no {first.name} (frames must be img_00001.jpg...)")
+        return Probe(
+            False, 0, f"frame folder has no {first.name} (frames must be img_00001.jpg...)"
+        )
     return Probe(True, count)
 
 
@@ -165,7 +167,8 @@ def prepare_benchmark(
         raise FsarbenchError(
             f"{flag} {data_root}: no such folder",
             f"name the folder that holds the {benchmark.name} "
-            f"{'frame folders' if media == 'frames' else 'videos'} ({benchmark.layout.description})",
+            f"{'frame folders' if media == 'frames' else 'videos'} "
+            f"({benchmark.layout.description})",
         )
     index = scan_media(data_root, media, benchmark.layout.extensions)
     if not index:
@@ -203,7 +206,11 @@ def prepare_benchmark(
         for name in lists[split].classes:
             class_split[name] = split
             class_split[name.replace(" ", "_")] = split
-    prepared = PreparedBenchmark(benchmark.name, media, str(data_root), probe, report)
+    # Media that live beside the prepared folder (synth) are recorded relatively, so the same
+    # seed gives byte-identical files wherever the cache is, and the folder can move.
+    beside = data_root.parent == out_dir.resolve().parent
+    recorded_root = f"../{data_root.name}" if beside else str(data_root)
+    prepared = PreparedBenchmark(benchmark.name, media, recorded_root, probe, report)
     for relative in sorted(set(index.values()) - claimed, key=natural_key):
         owner = class_split.get(_class_of_path(relative) or "")
         if owner is None:
@@ -226,7 +233,9 @@ def prepare_benchmark(
                 if not result.ok:
                     coverage.unusable += 1
                     if len(coverage.unusable_examples) < EXAMPLES_KEPT:
-                        coverage.unusable_examples.append({"path": relative, "reason": result.reason})
+                        coverage.unusable_examples.append(
+                            {"path": relative, "reason": result.reason}
+                        )
                     continue
                 coverage.present += 1
                 if media == "frames":
@@ -239,6 +248,7 @@ def prepare_benchmark(
         install_folder(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    prepared.data_root = str(data_root)
     return prepared
 
 
@@ -256,7 +266,7 @@ def _probe_all(
         results = pool.map(lambda relative: probe_video(root / relative), paths)
         probes = {}
         for relative, result in track(
-            zip(paths, results),
+            zip(paths, results, strict=True),
             total=len(paths),
             description="probing videos",
             console=stderr,
@@ -267,13 +277,17 @@ def _probe_all(
 
 
 def load_prepared(folder: Path) -> PreparedBenchmark:
-    return PreparedBenchmark.from_json(json.loads((folder / MANIFEST).read_text()))
+    """Read a prepared manifest; ``data_root`` comes back absolute."""
+    prepared = PreparedBenchmark.from_json(json.loads((folder / MANIFEST).read_text()))
+    prepared.data_root = str((folder / prepared.data_root).resolve())
+    return prepared
 
 
 def format_coverage(prepared: PreparedBenchmark) -> str:
     """The coverage report as plain text lines (the CLI prints it, tests read it)."""
     lines = [
-        f"{prepared.benchmark}: {prepared.media} under {prepared.data_root}"
+        f"{prepared.benchmark}: {'frame folders' if prepared.media == 'frames' else 'videos'} "
+        f"under {prepared.data_root}"
         + ("" if prepared.probed or prepared.media == "frames" else " (not probed)")
     ]
     header = f"  {'split':<6}{'classes':>8}{'expected':>10}{'present':>9}{'missing':>9}"

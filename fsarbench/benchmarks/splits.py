@@ -194,7 +194,7 @@ Fetcher = Callable[[str, Path], None]
 
 
 def download(url: str, destination: Path) -> None:
-    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:  # noqa: S310
+    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
         destination.write_bytes(response.read())
 
 
@@ -239,16 +239,14 @@ def store_splits(
                     fetch(split_file.url, target)
                 except (urllib.error.URLError, OSError, TimeoutError) as error:
                     reason = getattr(error, "reason", error)
+                    names = ", ".join(f.filename for f in benchmark.splits)
+                    offline = f"fsarbench data splits {benchmark.name} --from FOLDER"
                     raise FsarbenchError(
                         f"could not download {split_file.url} ({reason})",
-                        "without network access, copy the files "
-                        f"{', '.join(f.filename for f in benchmark.splits)} from {benchmark.source} "
-                        f"into a folder and run `fsarbench data splits {benchmark.name} --from "
-                        "FOLDER`",
+                        f"without network access, copy the files {names} from "
+                        f"{benchmark.source} into a folder and run `{offline}`",
                     ) from None
-            lists[split_file.split] = verify_split_file(
-                benchmark, split_file.split, target, origin
-            )
+            lists[split_file.split] = verify_split_file(benchmark, split_file.split, target, origin)
         check_disjoint(lists, benchmark.name)
         _write_manifest(staging, benchmark, lists, str(source_dir) if source_dir else "download")
         install_folder(staging, final)

@@ -56,7 +56,9 @@ def write_zero_frame_video(path: Path) -> None:
         container.start_encoding()  # writes the header: without it PyAV writes no file at all
 
 
-def write_frame_folder(folder: Path, colour: tuple[int, int, int], frames: int = 12, size: int = 32):
+def write_frame_folder(
+    folder: Path, colour: tuple[int, int, int], frames: int = 12, size: int = 32
+):
     import cv2
 
     folder.mkdir(parents=True, exist_ok=True)

@@ -141,8 +141,15 @@ def make_classes(config: SynthConfig) -> dict[str, list[tuple[str, ...]]]:
 def _shape_polygon(shape: str) -> np.ndarray:
     """Unit-size outline, centred on the origin, with no rotational symmetry under 90 degrees."""
     outlines = {
-        "arrow": [(-1, -0.35), (0.2, -0.35), (0.2, -0.8), (1, 0), (0.2, 0.8), (0.2, 0.35),
-                  (-1, 0.35)],
+        "arrow": [
+            (-1, -0.35),
+            (0.2, -0.35),
+            (0.2, -0.8),
+            (1, 0),
+            (0.2, 0.8),
+            (0.2, 0.35),
+            (-1, 0.35),
+        ],
         "ell": [(-0.8, -1), (-0.2, -1), (-0.2, 0.4), (0.8, 0.4), (0.8, 1), (-0.8, 1)],
         "triangle": [(-0.9, -0.8), (1, 0), (-0.9, 0.8)],
         "bar": [(-1, -0.3), (1, -0.3), (1, 0.3), (-1, 0.3)],
@@ -241,8 +248,11 @@ def render_video(job: VideoJob, config: SynthConfig) -> np.ndarray:
         frame = background.copy()
         if distractor is not None:
             cv2.fillPoly(
-                frame, [np.round(distractor[0] * 16).astype(np.int32)], distractor[1],
-                cv2.LINE_AA, shift,
+                frame,
+                [np.round(distractor[0] * 16).astype(np.int32)],
+                distractor[1],
+                cv2.LINE_AA,
+                shift,
             )
         cv2.fillPoly(frame, [np.round(points * 16).astype(np.int32)], colour, cv2.LINE_AA, shift)
         frames[index] = frame

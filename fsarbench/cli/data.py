@@ -24,7 +24,10 @@ def register(subparsers) -> None:
     )
     splits.add_argument("benchmark", help="benchmark name or alias (fsarbench ls benchmarks)")
     splits.add_argument(
-        "--from", dest="source", type=Path, metavar="DIR",
+        "--from",
+        dest="source",
+        type=Path,
+        metavar="DIR",
         help="import the split files from this folder instead of downloading them",
     )
     splits.set_defaults(handler=run_splits)
@@ -36,11 +39,14 @@ def register(subparsers) -> None:
     media = prepare.add_mutually_exclusive_group(required=True)
     media.add_argument("--videos", type=Path, metavar="DIR", help="folder of video files")
     media.add_argument(
-        "--frames", type=Path, metavar="DIR",
+        "--frames",
+        type=Path,
+        metavar="DIR",
         help="folder of frame folders (<video>/img_00001.jpg ...) instead of videos",
     )
     prepare.add_argument(
-        "--no-probe", action="store_true",
+        "--no-probe",
+        action="store_true",
         help="do not open each video to check it decodes (faster; broken files fail later)",
     )
     prepare.set_defaults(handler=run_prepare)
@@ -62,7 +68,9 @@ def register(subparsers) -> None:
 def run_splits(args: argparse.Namespace) -> int:
     benchmark = get_benchmark(args.benchmark)
     stored = store_splits(benchmark, args.source)
-    print(f"{benchmark.name}: split lists verified (sha256 and counts) and stored in {stored.folder}")
+    print(
+        f"{benchmark.name}: split lists verified (sha256 and counts) and stored in {stored.folder}"
+    )
     for split in SPLITS:
         split_list = stored.lists[split]
         print(f"  {split:<6}{split_list.n_classes:>4} classes {split_list.n_videos:>8,} videos")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os.path as osp
 
-from fsarbench._quiet import quiet_mmengine_logger
 from mmaction.datasets import BaseActionDataset
 
+from fsarbench._quiet import quiet_mmengine_logger
 from fsarbench.benchmarks.prepare import FRAME_TEMPLATE, require_prepared
 from fsarbench.benchmarks.registry import SPLITS, get_benchmark
 from fsarbench.benchmarks.synth import SynthConfig

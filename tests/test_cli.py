@@ -1,0 +1,115 @@
+"""The command line as a user types it: output, exit codes, and one clear message per mistake."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from conftest import TINY_SYNTH, split_source
+
+from fsarbench.cli import main
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_data_splits_prints_the_counts(capsys):
+    code, out, _ = run_cli(
+        capsys, "data", "splits", "ssv2-full", "--from", str(split_source("ssv2-full"))
+    )
+    assert code == 0
+    assert "train   64 classes   77,500 videos" in out
+    assert "val     12 classes    1,926 videos" in out
+    assert "test    24 classes    2,857 videos" in out
+
+
+@pytest.mark.parametrize(
+    "name, lines",
+    [
+        ("ssv2-small", ["64 classes    6,400", "12 classes    1,200", "24 classes    2,400"]),
+        ("kinetics", ["64 classes    6,400", "12 classes    1,200", "24 classes    2,400"]),
+        ("ucf101", ["70 classes    9,154", "10 classes    1,421", "21 classes    2,745"]),
+        ("hmdb51", ["31 classes    4,280", "10 classes    1,194", "10 classes    1,292"]),
+    ],
+)
+def test_data_splits_other_benchmarks(capsys, name, lines):
+    folder = split_source({"kinetics": "k100"}.get(name, name))
+    code, out, _ = run_cli(capsys, "data", "splits", name, "--from", str(folder))
+    assert code == 0 and all(line in out for line in lines)
+
+
+def test_unknown_benchmark_exits_2_and_lists_names(capsys):
+    code, out, err = run_cli(capsys, "data", "splits", "ssv3")
+    assert code == 2 and out == ""
+    assert "unknown benchmark 'ssv3'" in err and "ssv2-full (alias ssv2)" in err
+
+
+def test_videos_and_frames_conflict(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["data", "prepare", "ucf101", "--videos", "a", "--frames", "b"])
+    assert exit_info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_prepare_needs_splits_first(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "data", "prepare", "ucf101", "--videos", str(tmp_path))
+    assert code == 2 and "fsarbench data splits ucf101" in err
+
+
+def test_prepare_missing_folder(capsys, tmp_path):
+    run_cli(capsys, "data", "splits", "ucf101", "--from", str(split_source("ucf101")))
+    code, _, err = run_cli(capsys, "data", "prepare", "ucf101", "--videos", str(tmp_path / "no"))
+    assert code == 2 and "no such folder" in err
+
+
+def test_generate_and_prepare_are_for_the_right_benchmarks(capsys):
+    code, _, err = run_cli(capsys, "data", "generate", "k100")
+    assert code == 2 and "cannot be generated" in err
+    code, _, err = run_cli(capsys, "data", "prepare", "synth", "--videos", ".")
+    assert code == 2 and "fsarbench data generate synth" in err
+
+
+def test_generate_prints_coverage_and_location(capsys):
+    code, out, _ = run_cli(
+        capsys,
+        "data",
+        "generate",
+        "synth",
+        "--seed",
+        "3",
+        "--videos-per-class",
+        "3",
+        "--frames",
+        "8",
+        "--size",
+        "32",
+    )
+    assert code == 0
+    assert "train       64       192      192        0" in out
+    assert f"seed3-{TINY_SYNTH.fingerprint}" in out
+    assert "refers to the default settings" in out
+
+
+def test_generate_rejects_bad_settings(capsys):
+    code, _, err = run_cli(capsys, "data", "generate", "synth", "--tempo-warp", "2")
+    assert code == 2 and "tempo_warp must be in [0, 1]" in err
+
+
+def test_ls_benchmarks_shows_state(capsys):
+    run_cli(capsys, "data", "splits", "hmdb51", "--from", str(split_source("hmdb51")))
+    code, out, _ = run_cli(capsys, "ls", "benchmarks")
+    assert code == 0
+    for name in ("ssv2-full", "ssv2-small", "k100", "ucf101", "hmdb51", "synth", "kinetics"):
+        assert name in out
+    assert "verified" in out and "absent" in out and "not prepared" in out
+
+
+def test_console_script_runs():
+    result = subprocess.run(
+        [sys.executable, "-m", "fsarbench", "--version"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and result.stdout.startswith("fsarbench ")
