@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
+import importlib.util
 import subprocess
 import sys
 
@@ -39,10 +39,12 @@ def test_configs_are_installed_with_the_package():
     assert config_path("_base_/protocols/trx_5way.py").is_file()
 
 
-@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed")
+@pytest.mark.skipif(importlib.util.find_spec("ruff") is None, reason="ruff is not installed")
 def test_ruff_is_clean():
-    for command in (["ruff", "check", "."], ["ruff", "format", "--check", "."]):
-        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    for command in (["check", "."], ["format", "--check", "."]):
+        result = subprocess.run(
+            [sys.executable, "-m", "ruff", *command], cwd=REPO, capture_output=True, text=True
+        )
         assert result.returncode == 0, result.stdout + result.stderr
 
 
