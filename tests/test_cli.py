@@ -113,3 +113,21 @@ def test_console_script_runs():
         [sys.executable, "-m", "fsarbench", "--version"], capture_output=True, text=True
     )
     assert result.returncode == 0 and result.stdout.startswith("fsarbench ")
+
+
+def test_bad_split_files_exit_2_and_write_nothing(capsys, tmp_path, fsarbench_home):
+    source = tmp_path / "lists"
+    source.mkdir()
+    for name in ("trainlist03.txt", "vallist03.txt", "testlist03.txt"):
+        (source / name).write_bytes((split_source("ucf101") / name).read_bytes())
+    (source / "testlist03.txt").write_text("../../etc/passwd\n")
+    code, out, err = run_cli(capsys, "data", "splits", "ucf101", "--from", str(source))
+    assert code == 2 and out == ""
+    assert "testlist03.txt, line 1: '../../etc/passwd'" in err
+    assert "outside the videos folder" in err
+    assert not (fsarbench_home / "data" / "benchmarks" / "ucf101" / "splits").exists()
+
+    (source / "testlist03.txt").write_text("Archery/v_Archery_g01_c01\n")
+    code, _, err = run_cli(capsys, "data", "splits", "ucf101", "--from", str(source))
+    assert code == 2 and "sha256" in err and "fix:" in err
+    assert not (fsarbench_home / "data" / "benchmarks" / "ucf101" / "splits").exists()
