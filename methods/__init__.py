@@ -1,5 +1,11 @@
 """Few-shot action recognition methods, installed as ``fsarbench.methods``.
 
-One method = one module here + one folder in ``configs/``. Each registers itself into
-``fsarbench.registry.MODELS``; that registry imports this package on first lookup.
+One method = one module here + one folder in ``configs/``. ``fsarbench.registry.MODELS`` names
+this package as its location, so the imports below run on the registry's first lookup and
+every method is registered explicitly, never by the accident of an earlier import.
 """
+
+from fsarbench.methods import backbones, protonet  # noqa: F401
+from fsarbench.methods.base import FewShotRecognizer
+
+__all__ = ["FewShotRecognizer"]

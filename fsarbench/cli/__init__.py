@@ -6,11 +6,11 @@ import argparse
 import sys
 
 from fsarbench import __version__
-from fsarbench.cli import data, ls
+from fsarbench.cli import config, data, ls, report, run
 from fsarbench.console import stderr
 from fsarbench.errors import FsarbenchError
 
-SUBCOMMANDS = (data, ls)
+SUBCOMMANDS = (run, report, data, ls, config)
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         if error.fix:
             stderr.print(f"  [bold]fix:[/] {error.fix}", markup=True, soft_wrap=True)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:  # e.g. `fsarbench report | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         stderr.print("interrupted: nothing half-written was kept")
         return EXIT_INTERRUPTED

@@ -18,6 +18,8 @@ def register(subparsers) -> None:
     what = parser.add_subparsers(dest="ls_command", metavar="WHAT", required=True)
     benchmarks = what.add_parser("benchmarks", help="benchmarks, aliases, counts and local state")
     benchmarks.set_defaults(handler=run_benchmarks)
+    methods = what.add_parser("methods", help="registered methods and their configs")
+    methods.set_defaults(handler=run_methods)
 
 
 def _counts(benchmark: Benchmark) -> str:
@@ -69,5 +71,23 @@ def run_benchmarks(args: argparse.Namespace) -> int:
             split_state(benchmark),
             prepared_state(benchmark),
         )
+    Console(width=max(Console().width, 120)).print(table)
+    return 0
+
+
+def run_methods(args: argparse.Namespace) -> int:
+    from fsarbench.config import method_config
+    from fsarbench.runs import method_configs, registered_methods
+
+    classes = registered_methods()
+    table = Table(title="fsarbench methods (`--methods all` runs the main configs)")
+    for column in ("config", "method", "options", "features", "paper"):
+        table.add_column(column, overflow="fold")
+    for name, path in method_configs().items():
+        options = method_config(name)
+        cls = classes[path.parent.name]
+        details = ", ".join(f"{k}={v}" for k, v in options.items() if k != "type")
+        main = "" if name == path.parent.name else " (variant)"
+        table.add_row(name + main, options["type"], details, cls.feature_kind, cls.paper)
     Console(width=max(Console().width, 120)).print(table)
     return 0

@@ -1,2 +1,2 @@
-# Data for the hmdb51 benchmark: decord decodes the videos prepared by `fsarbench data`.
-benchmark = dict(name="hmdb51", decoder="decord")
+# The hmdb51 benchmark, prepared by `fsarbench data`; the TRX protocol and ResNet-50 by default.
+benchmark = dict(name="hmdb51", decoder="decord", protocol="trx_5way", backbone="resnet50")

@@ -1,2 +1,2 @@
-# Data for the k100 benchmark: decord decodes the videos prepared by `fsarbench data`.
-benchmark = dict(name="k100", decoder="decord")
+# The k100 benchmark, prepared by `fsarbench data`; the TRX protocol and ResNet-50 by default.
+benchmark = dict(name="k100", decoder="decord", protocol="trx_5way", backbone="resnet50")

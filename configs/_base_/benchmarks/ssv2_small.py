@@ -1,2 +1,2 @@
-# Data for the ssv2-small benchmark: decord decodes the videos prepared by `fsarbench data`.
-benchmark = dict(name="ssv2-small", decoder="decord")
+# The ssv2-small benchmark, prepared by `fsarbench data`; the TRX protocol and ResNet-50 by default.
+benchmark = dict(name="ssv2-small", decoder="decord", protocol="trx_5way", backbone="resnet50")

@@ -1,2 +1,2 @@
-# Data for the ucf101 benchmark: decord decodes the videos prepared by `fsarbench data`.
-benchmark = dict(name="ucf101", decoder="decord")
+# The ucf101 benchmark, prepared by `fsarbench data`; the TRX protocol and ResNet-50 by default.
+benchmark = dict(name="ucf101", decoder="decord", protocol="trx_5way", backbone="resnet50")

@@ -1,0 +1,33 @@
+"""``fsarbench config``: print the merged config of a run."""
+
+from __future__ import annotations
+
+import argparse
+
+from fsarbench.benchmarks.registry import get_benchmark
+from fsarbench.config import compose_run_config, config_hash
+from fsarbench.runs import resolve_methods
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("config", help="print the merged config of a run")
+    parser.add_argument("method", help="a method config name (fsarbench ls methods)")
+    parser.add_argument("benchmark", nargs="?", default="synth", help="default: synth")
+    parser.add_argument("--way", type=int, default=None)
+    parser.add_argument("--shot", type=int, default=None)
+    parser.add_argument("--episodes", type=int, default=None)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    (method,) = resolve_methods(args.method)[:1]
+    config = compose_run_config(
+        method,
+        get_benchmark(args.benchmark),
+        n_way=args.way,
+        k_shot=args.shot,
+        episodes=args.episodes,
+    )
+    print(config.pretty_text)
+    print(f"# config hash: {config_hash(config)}")
+    return 0

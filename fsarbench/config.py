@@ -1,0 +1,114 @@
+"""Run configs composed from one-level fragments: method + benchmark + protocol + backbone.
+
+Every fragment lives in ``configs/`` and inherits from nothing. A run's config is the merge of
+``configs/<method>/<method>.py`` (``method``), ``configs/_base_/benchmarks/<b>.py``
+(``benchmark``, which names its default protocol and backbone), the protocol and backbone
+fragments, and ``configs/_base_/evaluation.py``, plus the run's own choices (way, shot,
+episodes). ``fsarbench config METHOD BENCHMARK`` prints the result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from mmengine.config import Config
+
+import fsarbench._quiet  # noqa: F401
+from fsarbench.benchmarks.registry import Benchmark
+from fsarbench.configs import CONFIG_ROOT, config_path
+from fsarbench.errors import FsarbenchError
+
+
+def _fragment_names(kind: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIG_ROOT / "_base_" / kind).glob("*.py"))
+
+
+def load_fragment(kind: str, name: str) -> dict:
+    """One fragment's variables as plain dicts (``kind``: protocols, backbones, benchmarks)."""
+    path = config_path(f"_base_/{kind}/{name}.py")
+    if not path.is_file():
+        raise FsarbenchError(
+            f"no {kind[:-1]} config named {name!r}",
+            f"use one of: {', '.join(_fragment_names(kind))} (in {path.parent})",
+        )
+    return Config.fromfile(str(path)).to_dict()
+
+
+def benchmark_fragment_name(benchmark: Benchmark) -> str:
+    return benchmark.name.replace("-", "_")
+
+
+def method_config_file(name: str) -> Path:
+    """``configs/<method>/<name>.py``: a method's main config or one of its variants."""
+    found = sorted(p for p in CONFIG_ROOT.glob(f"*/{name}.py") if p.parent.name != "_base_")
+    if not found:
+        raise FsarbenchError(
+            f"no method config named {name!r} in {CONFIG_ROOT}",
+            "a method's configs live in configs/<method>/<name>.py (`fsarbench ls methods`)",
+        )
+    return found[0]
+
+
+def method_config(name: str) -> dict:
+    config = Config.fromfile(str(method_config_file(name))).to_dict()
+    if "method" not in config:
+        raise FsarbenchError(
+            f"{method_config_file(name)} defines no `method`", "add method = dict(type=...)"
+        )
+    return config["method"]
+
+
+def compose_run_config(
+    method: str,
+    benchmark: Benchmark,
+    *,
+    n_way: int | None = None,
+    k_shot: int | None = None,
+    queries_per_class: int | None = None,
+    episodes: int | None = None,
+    backbone: str | None = None,
+    synth: dict | None = None,
+) -> Config:
+    """The merged config of one run; ``None`` keeps the protocol's default."""
+    bench = load_fragment("benchmarks", benchmark_fragment_name(benchmark))["benchmark"]
+    protocol = load_fragment("protocols", bench["protocol"])["protocol"]
+    backbone_name = backbone or bench["backbone"]
+    backbone_cfg = load_fragment("backbones", backbone_name)["backbone"]
+    evaluation = Config.fromfile(str(config_path("_base_/evaluation.py"))).to_dict()["evaluation"]
+    run_protocol = {k: v for k, v in protocol.items() if k != "k_shots"}
+    run_protocol["n_way"] = int(n_way or protocol["n_way"])
+    run_protocol["k_shot"] = int(k_shot or protocol["k_shots"][0])
+    run_protocol["queries_per_class_test"] = int(
+        queries_per_class or protocol["queries_per_class_test"]
+    )
+    run_protocol["test_episodes"] = int(episodes or protocol["test_episodes"])
+    for key in ("n_way", "k_shot", "queries_per_class_test", "test_episodes"):
+        if run_protocol[key] < (2 if key == "n_way" else 1):
+            raise FsarbenchError(
+                f"{key.replace('_', ' ')} must be at least {2 if key == 'n_way' else 1}, "
+                f"got {run_protocol[key]}"
+            )
+    if synth is not None and not benchmark.is_synthetic:
+        raise FsarbenchError(f"synth settings were given for {benchmark.name}, a real benchmark")
+    return Config(
+        dict(
+            method=method_config(method),
+            backbone=backbone_cfg,
+            backbone_name=backbone_name,
+            benchmark={**bench, "synth": synth},
+            protocol=run_protocol,
+            evaluation=evaluation,
+        )
+    )
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def config_hash(config: Config) -> str:
+    """Hash of everything that determines a run's numbers."""
+    return hashlib.sha256(canonical_json(config.to_dict()).encode()).hexdigest()

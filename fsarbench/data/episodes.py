@@ -1,0 +1,226 @@
+"""Episode sets: seeded N-way K-shot episodes, generated once, saved, hashed, shared.
+
+An episode set is a deterministic function of (benchmark split as prepared, protocol, seed).
+It is sampled over the videos actually present (a Kinetics-100 copy with missing clips gets
+its own set, and its own hash), saved as one ``.npz`` file, and read back by every method, so
+all methods are scored on the very same episodes. Result records name the set's content
+hash.
+
+Within an episode the support order is shuffled (seeded), so a head that silently assumes a
+class-sorted support fails loudly in tests instead of quietly in papers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fsarbench.benchmarks.prepare import PreparedBenchmark
+from fsarbench.errors import FsarbenchError
+from fsarbench.fileio import atomic_write_bytes
+
+EPISODE_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    n_way: int
+    k_shot: int
+    queries_per_class: int
+    episodes: int
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return (
+            f"{self.n_way}way-{self.k_shot}shot-{self.queries_per_class}q-"
+            f"{self.episodes}ep-seed{self.seed}"
+        )
+
+
+@dataclass(frozen=True)
+class SplitVideos:
+    """The videos of one split that are present on this machine, in annotation-list order."""
+
+    benchmark: str
+    split: str
+    classes: tuple[str, ...]
+    video_ids: tuple[str, ...]
+    labels: tuple[int, ...]  # index into classes
+
+    @property
+    def content_hash(self) -> str:
+        payload = json.dumps([self.classes, self.video_ids, self.labels]).encode()
+        return hashlib.sha256(payload).hexdigest()
+
+
+def split_videos(prepared: PreparedBenchmark, prepared_dir: Path, split: str) -> SplitVideos:
+    coverage = prepared.splits[split]
+    ids, labels = [], []
+    for line in (prepared_dir / coverage.annotation).read_text().splitlines():
+        fields = line.split("\t")
+        relative = fields[0]
+        name = relative.rsplit("/", 1)[-1]
+        ids.append(name if prepared.media == "frames" else name.rsplit(".", 1)[0])
+        labels.append(int(fields[-1]))
+    return SplitVideos(
+        prepared.benchmark, split, tuple(coverage.classes), tuple(ids), tuple(labels)
+    )
+
+
+@dataclass(frozen=True)
+class EpisodeSet:
+    """``support`` / ``query`` index ``video_ids``; labels are episode-local (0..N-1) and
+    ``classes`` maps them to split class indices: episode e's label n is class
+    ``classes[e, n]``."""
+
+    benchmark: str
+    split: str
+    protocol: dict
+    spec: EpisodeSpec
+    video_ids: tuple[str, ...]
+    class_names: tuple[str, ...]
+    available_hash: str
+    classes: np.ndarray  # [E, N] int32
+    support: np.ndarray  # [E, N*K] int32
+    support_labels: np.ndarray  # [E, N*K] int64
+    query: np.ndarray  # [E, N*q] int32
+    query_labels: np.ndarray  # [E, N*q] int64
+
+    def metadata(self) -> dict:
+        return {
+            "format_version": EPISODE_FORMAT_VERSION,
+            "benchmark": self.benchmark,
+            "split": self.split,
+            "protocol": self.protocol,
+            "spec": self.spec.__dict__,
+            "video_ids": list(self.video_ids),
+            "class_names": list(self.class_names),
+            "available_hash": self.available_hash,
+        }
+
+    @property
+    def content_hash(self) -> str:
+        """sha256 of what the episodes are: metadata plus every index array."""
+        digest = hashlib.sha256(json.dumps(self.metadata(), sort_keys=True).encode())
+        for array in (
+            self.classes,
+            self.support,
+            self.support_labels,
+            self.query,
+            self.query_labels,
+        ):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()
+
+    def __len__(self) -> int:
+        return len(self.support)
+
+
+def sample_episodes(
+    videos: SplitVideos, spec: EpisodeSpec, protocol: dict | None = None
+) -> EpisodeSet:
+    """Draw ``spec.episodes`` episodes; support and query disjoint, exactly K and q per class."""
+    need = spec.k_shot + spec.queries_per_class
+    by_class: dict[int, list[int]] = {}
+    for index, label in enumerate(videos.labels):
+        by_class.setdefault(label, []).append(index)
+    eligible = np.array(sorted(c for c, members in by_class.items() if len(members) >= need))
+    if len(eligible) < spec.n_way:
+        raise FsarbenchError(
+            f"{videos.benchmark} {videos.split}: only {len(eligible)} classes have at least "
+            f"{need} present videos ({spec.k_shot} shots + {spec.queries_per_class} queries), "
+            f"fewer than the {spec.n_way} ways asked for",
+            "ask for fewer ways, shots or queries, or prepare the missing videos "
+            "(`fsarbench ls benchmarks` shows the coverage)",
+        )
+    members = {c: np.asarray(by_class[c]) for c in eligible}
+    rng = np.random.default_rng(spec.seed)
+    n_support, n_query = spec.n_way * spec.k_shot, spec.n_way * spec.queries_per_class
+    classes = np.empty((spec.episodes, spec.n_way), dtype=np.int32)
+    support = np.empty((spec.episodes, n_support), dtype=np.int32)
+    support_labels = np.empty((spec.episodes, n_support), dtype=np.int64)
+    query = np.empty((spec.episodes, n_query), dtype=np.int32)
+    query_labels = np.empty((spec.episodes, n_query), dtype=np.int64)
+    local = np.arange(spec.n_way)
+    for episode in range(spec.episodes):
+        chosen = rng.choice(eligible, size=spec.n_way, replace=False)
+        picks = np.stack([rng.choice(members[c], size=need, replace=False) for c in chosen])
+        shots, queries = picks[:, : spec.k_shot].reshape(-1), picks[:, spec.k_shot :].reshape(-1)
+        order = rng.permutation(n_support)  # no head may rely on a class-sorted support
+        classes[episode] = chosen
+        support[episode] = shots[order]
+        support_labels[episode] = np.repeat(local, spec.k_shot)[order]
+        query[episode] = queries
+        query_labels[episode] = np.repeat(local, spec.queries_per_class)
+    return EpisodeSet(
+        benchmark=videos.benchmark,
+        split=videos.split,
+        protocol=dict(protocol or {}),
+        spec=spec,
+        video_ids=videos.video_ids,
+        class_names=videos.classes,
+        available_hash=videos.content_hash,
+        classes=classes,
+        support=support,
+        support_labels=support_labels,
+        query=query,
+        query_labels=query_labels,
+    )
+
+
+_ARRAYS = ("classes", "support", "support_labels", "query", "query_labels")
+
+
+def save_episode_set(episodes: EpisodeSet, path: Path) -> str:
+    buffer = io.BytesIO()
+    metadata = {**episodes.metadata(), "content_hash": episodes.content_hash}
+    np.savez_compressed(
+        buffer,
+        metadata=np.frombuffer(json.dumps(metadata).encode(), dtype=np.uint8),
+        **{name: getattr(episodes, name) for name in _ARRAYS},
+    )
+    atomic_write_bytes(path, buffer.getvalue())
+    return episodes.content_hash
+
+
+def load_episode_set(path: Path) -> EpisodeSet:
+    with np.load(path) as data:
+        metadata = json.loads(data["metadata"].tobytes().decode())
+        arrays = {name: data[name] for name in _ARRAYS}
+    if metadata.get("format_version") != EPISODE_FORMAT_VERSION:
+        raise FsarbenchError(f"{path} was written by another fsarbench episode format")
+    episodes = EpisodeSet(
+        benchmark=metadata["benchmark"],
+        split=metadata["split"],
+        protocol=metadata["protocol"],
+        spec=EpisodeSpec(**metadata["spec"]),
+        video_ids=tuple(metadata["video_ids"]),
+        class_names=tuple(metadata["class_names"]),
+        available_hash=metadata["available_hash"],
+        **arrays,
+    )
+    if episodes.content_hash != metadata["content_hash"]:
+        raise FsarbenchError(
+            f"{path} does not match its recorded content hash (edited or damaged)",
+            "delete the file; fsarbench samples the same episodes again from the seed",
+        )
+    return episodes
+
+
+def episode_set_for(
+    videos: SplitVideos, spec: EpisodeSpec, protocol: dict, folder: Path
+) -> EpisodeSet:
+    """The saved set for (split as present, protocol, spec), sampled and saved on first use."""
+    protocol_tag = f"{protocol.get('name', 'custom')}-v{protocol.get('version', 0)}"
+    path = folder / videos.split / f"{protocol_tag}-{spec.name}-{videos.content_hash[:12]}.npz"
+    if path.is_file():
+        return load_episode_set(path)
+    episodes = sample_episodes(videos, spec, protocol)
+    save_episode_set(episodes, path)
+    return episodes

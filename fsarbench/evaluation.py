@@ -1,0 +1,144 @@
+"""The meta-test engine: a head over every episode of a set, from stored features or by
+embedding each episode's videos again (the way public FSAR codebases do it).
+
+Both paths feed the head features rounded to the same dtype, so they compute the same
+function; a test checks that they give the same logits.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from rich.progress import track
+from torch.utils.data import DataLoader, Dataset
+
+from fsarbench.console import stderr
+from fsarbench.data.episodes import EpisodeSet
+from fsarbench.features import DTYPES, StoredFeatures
+
+
+@dataclass
+class EpisodeScores:
+    accuracies: np.ndarray  # [E] fraction of the episode's queries classified correctly
+    frame_forwards: int  # frames the backbone processed for this evaluation
+    seconds: float
+
+
+def _accuracy(logits: torch.Tensor, query_labels: torch.Tensor) -> torch.Tensor:
+    # logits [E, Q, N], query_labels [E, Q] -> [E]
+    return (logits.argmax(dim=-1) == query_labels).float().mean(dim=-1)
+
+
+def episode_logits_from_features(
+    model, episodes: EpisodeSet, stored: StoredFeatures, start: int, stop: int
+) -> torch.Tensor:
+    """Logits ``[stop - start, Q, N]`` of a slice of episodes, heads batched across episodes."""
+    rows = stored.rows_for(episodes.video_ids)  # episode video index -> feature row
+    support_rows = rows[episodes.support[start:stop]]  # [e, S]
+    query_rows = rows[episodes.query[start:stop]]  # [e, Q]
+    support = torch.from_numpy(np.asarray(stored.features[support_rows.ravel()], np.float32))
+    query = torch.from_numpy(np.asarray(stored.features[query_rows.ravel()], np.float32))
+    support = support.unflatten(0, support_rows.shape)  # [e, S, T, ...]
+    query = query.unflatten(0, query_rows.shape)  # [e, Q, T, ...]
+    labels = torch.from_numpy(episodes.support_labels[start:stop])
+    with torch.inference_mode():
+        return model.head_episodes(support, labels, query)
+
+
+def evaluate_from_features(
+    model,
+    episodes: EpisodeSet,
+    stored: StoredFeatures,
+    episodes_per_batch: int = 500,
+    progress: bool = True,
+) -> EpisodeScores:
+    model.eval()
+    started = time.perf_counter()
+    accuracies = np.empty(len(episodes), dtype=np.float64)
+    for start in track(
+        range(0, len(episodes), episodes_per_batch),
+        description=f"{len(episodes):,} episodes",
+        console=stderr,
+        disable=not progress,
+    ):
+        stop = min(start + episodes_per_batch, len(episodes))
+        logits = episode_logits_from_features(model, episodes, stored, start, stop)
+        labels = torch.from_numpy(episodes.query_labels[start:stop])
+        accuracies[start:stop] = _accuracy(logits, labels).numpy()
+    return EpisodeScores(accuracies, 0, time.perf_counter() - started)
+
+
+class EpisodeClips(Dataset):
+    """Each item is one episode's decoded clips, so DataLoader workers decode in parallel."""
+
+    def __init__(self, dataset, episodes: EpisodeSet, start: int = 0, stop: int | None = None):
+        self.dataset, self.episodes = dataset, episodes
+        self.index_of = {dataset.get_data_info(i)["video_id"]: i for i in range(len(dataset))}
+        self.start, self.stop = start, len(episodes) if stop is None else stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def _clips(self, video_indices) -> torch.Tensor:
+        ids = [self.episodes.video_ids[i] for i in video_indices]
+        return torch.stack([self.dataset[self.index_of[v]]["inputs"] for v in ids])
+
+    def __getitem__(self, item: int):
+        episode = self.start + item
+        return (
+            self._clips(self.episodes.support[episode]),  # [S, T, 3, H, W] uint8
+            torch.from_numpy(self.episodes.support_labels[episode]),
+            self._clips(self.episodes.query[episode]),  # [Q, T, 3, H, W] uint8
+        )
+
+
+def episode_logits_per_episode(
+    model,
+    episodes: EpisodeSet,
+    dataset,
+    feature_dtype: str,
+    start: int = 0,
+    stop: int | None = None,
+    num_workers: int = 0,
+    progress: bool = False,
+):
+    """Yields ``(logits [Q, N], frames embedded)`` per episode, embedding every video again."""
+    model.eval()
+    loader = DataLoader(
+        EpisodeClips(dataset, episodes, start, stop), batch_size=None, num_workers=num_workers
+    )
+    rounding = getattr(torch, feature_dtype)
+    for support, labels, query in track(
+        loader, description="episodes (embedding each)", console=stderr, disable=not progress
+    ):
+        with torch.inference_mode():
+            support_features = model.embed(support).to(rounding).float()
+            query_features = model.embed(query).to(rounding).float()
+            logits = model.head(support_features, labels, query_features)
+        yield logits, (support.shape[0] + query.shape[0]) * support.shape[1]
+
+
+def evaluate_per_episode(
+    model,
+    episodes: EpisodeSet,
+    dataset,
+    feature_dtype: str = "float16",
+    num_workers: int = 0,
+    progress: bool = True,
+) -> EpisodeScores:
+    if feature_dtype not in DTYPES:
+        raise ValueError(f"feature_dtype must be one of {tuple(DTYPES)}")
+    started = time.perf_counter()
+    accuracies = np.empty(len(episodes), dtype=np.float64)
+    frames = 0
+    logits_iter = episode_logits_per_episode(
+        model, episodes, dataset, feature_dtype, num_workers=num_workers, progress=progress
+    )
+    for episode, (logits, embedded) in enumerate(logits_iter):
+        labels = torch.from_numpy(episodes.query_labels[episode])
+        accuracies[episode] = float(_accuracy(logits[None], labels[None])[0])
+        frames += embedded
+    return EpisodeScores(accuracies, frames, time.perf_counter() - started)

@@ -1,0 +1,176 @@
+"""The feature store: every test video embedded once per (backbone weights, test pipeline).
+
+At test time a backbone sees one video at a time and test sampling and cropping are
+deterministic, so a test video's features depend on (video, weights, test pipeline) alone.
+They are computed once, written as one memory-mapped ``.npy`` array (float16 by default) with
+an index of video ids, and read by every head over every episode. The folder name is the key:
+benchmark, split, feature kind, dtype, a hash of the backbone's weights and a hash of the test
+pipeline and prepared annotation list, so changing any of them never reads stale features;
+methods with the same backbone checkpoint share them.
+
+Embedding is resumable: rows are written in order to a partial file whose progress is
+recorded after every batch, so an interrupted run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import track
+from torch.utils.data import DataLoader, Subset
+
+from fsarbench.config import canonical_json
+from fsarbench.console import stderr
+from fsarbench.fileio import atomic_write_text
+from fsarbench.paths import cache_dir
+
+DTYPES = {"float16": np.float16, "float32": np.float32}
+
+
+def weights_hash(module: torch.nn.Module) -> str:
+    """sha256 over every parameter and persistent buffer, by name: equal weights, equal hash."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode() + str(tensor.dtype).encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def pipeline_hash(pipeline: list[dict], annotation: Path, data_root: str) -> str:
+    """The test pipeline plus what it reads: the prepared list's bytes and the data root."""
+    digest = hashlib.sha256(canonical_json(pipeline).encode())
+    digest.update(annotation.read_bytes())
+    digest.update(data_root.encode())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class FeatureKey:
+    benchmark: str
+    split: str
+    kind: str  # pooled | maps
+    dtype: str  # float16 | float32
+    weights_hash: str
+    pipeline_hash: str
+
+    @property
+    def folder_name(self) -> str:
+        return f"{self.kind}-{self.dtype}-w{self.weights_hash[:16]}-p{self.pipeline_hash[:16]}"
+
+
+@dataclass
+class StoredFeatures:
+    key: FeatureKey
+    video_ids: tuple[str, ...]
+    features: np.ndarray  # memory-mapped [V, T, C] or [V, T, C, h, w]
+    frame_forwards: int = 0  # frames this process embedded to build it (0 when read back)
+    seconds: float = 0.0
+
+    def rows_for(self, video_ids) -> np.ndarray:
+        """Feature rows of ``video_ids`` (raises with the missing id if one is not stored)."""
+        row_of = {video_id: row for row, video_id in enumerate(self.video_ids)}
+        missing = [v for v in video_ids if v not in row_of]
+        if missing:
+            raise KeyError(f"{len(missing)} videos are not in the feature store, e.g. {missing[0]}")
+        return np.array([row_of[v] for v in video_ids], dtype=np.int64)
+
+
+def _collate_clips(items: list[dict]):
+    clips = torch.stack([item["inputs"] for item in items])  # [B, T, 3, H, W] uint8
+    return clips, [item["data_samples"].metainfo["video_id"] for item in items]
+
+
+class FeatureStore:
+    """Test-time features on disk, under ``<cache>/features`` unless told otherwise."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or cache_dir() / "features"
+
+    def folder(self, key: FeatureKey) -> Path:
+        return self.root / key.benchmark / key.split / key.folder_name
+
+    def load(self, key: FeatureKey) -> StoredFeatures | None:
+        folder = self.folder(key)
+        if not (folder / "index.json").is_file():
+            return None
+        index = json.loads((folder / "index.json").read_text())
+        features = np.load(folder / "features.npy", mmap_mode="r")
+        return StoredFeatures(key, tuple(index["video_ids"]), features)
+
+    def get_or_embed(
+        self,
+        key: FeatureKey,
+        model,
+        dataset,
+        batch_videos: int = 16,
+        num_workers: int = 0,
+        progress: bool = True,
+    ) -> StoredFeatures:
+        stored = self.load(key)
+        if stored is not None:
+            return stored
+        return self._embed(key, model, dataset, batch_videos, num_workers, progress)
+
+    def _embed(self, key, model, dataset, batch_videos, num_workers, progress) -> StoredFeatures:
+        folder = self.folder(key)
+        folder.mkdir(parents=True, exist_ok=True)
+        partial, state_file = folder / "features.partial.npy", folder / "progress.json"
+        video_ids = [dataset.get_data_info(i)["video_id"] for i in range(len(dataset))]
+        model.eval()
+        with torch.inference_mode():
+            probe = model.embed(dataset[0]["inputs"][None])  # [1, T, ...]
+        shape = (len(dataset), *probe.shape[1:])
+        done = 0
+        if partial.is_file() and state_file.is_file():
+            state = json.loads(state_file.read_text())
+            if state.get("shape") == list(shape) and state.get("video_ids") == video_ids:
+                done = int(state["rows_done"])
+        if done:
+            features = np.load(partial, mmap_mode="r+")
+        else:
+            features = np.lib.format.open_memmap(
+                partial, mode="w+", dtype=DTYPES[key.dtype], shape=shape
+            )
+        loader = DataLoader(
+            Subset(dataset, range(done, len(dataset))),
+            batch_size=batch_videos,
+            num_workers=num_workers,
+            collate_fn=_collate_clips,
+        )
+        frame_forwards, started = 0, time.perf_counter()
+        for clips, ids in track(
+            loader,
+            description=f"embedding {key.benchmark} {key.split} ({len(dataset) - done} videos)",
+            console=stderr,
+            disable=not progress,
+        ):
+            assert ids == video_ids[done : done + len(ids)]
+            with torch.inference_mode():
+                batch = model.embed(clips)  # [B, T, C] or [B, T, C, h, w]
+            features[done : done + len(ids)] = batch.cpu().numpy().astype(features.dtype)
+            frame_forwards += clips.shape[0] * clips.shape[1]
+            done += len(ids)
+            features.flush()
+            atomic_write_text(
+                state_file,
+                json.dumps({"shape": list(shape), "video_ids": video_ids, "rows_done": done}),
+            )
+        del features
+        os.replace(partial, folder / "features.npy")
+        atomic_write_text(
+            folder / "index.json",
+            json.dumps({"key": key.__dict__, "shape": list(shape), "video_ids": video_ids}),
+        )
+        state_file.unlink(missing_ok=True)
+        stored = self.load(key)
+        stored.frame_forwards = frame_forwards
+        stored.seconds = time.perf_counter() - started
+        return stored

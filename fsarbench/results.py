@@ -1,0 +1,96 @@
+"""The result record: one JSON file per run, every field documented, plain numbers only.
+
+A run is (method, backbone, benchmark, way, shot, seed) under one protocol. Its record is
+written atomically when the run finishes, so a record on disk is always complete; a run whose
+record exists (with the same config hash) is not run again.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from fsarbench.errors import FsarbenchError
+from fsarbench.fileio import atomic_write_text
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class RunRecord:
+    # --- what ran ---
+    method: str  # registry name, e.g. "protonet"
+    method_config: dict  # the method's config dict (type and options)
+    backbone: str  # backbone config name, e.g. "resnet18_synth"
+    benchmark: str  # benchmark key: registry name, or "synth-<settings hash>" for non-default synth
+    split: str  # always "test": selection never uses it
+    training: str  # "none" (backbone as initialised or loaded); training modes come later
+    # --- protocol ---
+    protocol: dict  # name, version, n_way, k_shot, queries_per_class_test, test_episodes, frames
+    protocol_name: str
+    protocol_version: int
+    n_way: int
+    k_shot: int
+    queries_per_class: int
+    seed: int  # seeds the episode sampler and the model's initialisation
+    # --- numbers ---
+    n_episodes: int
+    acc_mean: float  # mean episode accuracy, percent
+    acc_ci95: float  # 1.96 * population std of episode accuracies / sqrt(n_episodes), percent
+    episode_accuracies: list[float]  # per episode, fraction in [0, 1], in episode-set order
+    # --- identity of inputs ---
+    episode_set_hash: str  # sha256 of the episode set (same for every method on this split)
+    backbone_weights_hash: str  # sha256 of the backbone weights the features came from
+    checkpoint_hash: str  # sha256 of every weight of the model (backbone and head)
+    weights_file: str | None  # file the backbone was loaded from, if any
+    config_hash: str  # sha256 of the composed run config
+    feature_cache: bool  # True: features from the store; False: embedded per episode
+    feature_dtype: str  # dtype the head's input features were rounded to
+    # --- provenance ---
+    versions: dict  # fsarbench, torch, mmengine, mmaction2, numpy, python
+    git_commit: str | None  # commit of the fsarbench checkout, "+dirty" if modified
+    device: str
+    wall_time_s: float  # seconds for the whole run, embedding included
+    embed_frame_forwards: int  # frames the backbone processed for this run (0 if features reused)
+    created: str  # ISO 8601 UTC
+    schema_version: int = SCHEMA_VERSION
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def run_name(self) -> str:
+        return run_name(self.protocol_name, self.n_way, self.k_shot, self.n_episodes, self.seed)
+
+
+def run_name(protocol: str, n_way: int, k_shot: int, episodes: int, seed: int) -> str:
+    return f"{protocol}-{n_way}way-{k_shot}shot-{episodes}ep-seed{seed}"
+
+
+def record_path(
+    results_dir: Path, benchmark: str, method: str, backbone: str, training: str, name: str
+) -> Path:
+    return results_dir / "runs" / benchmark / method / f"{backbone}-{training}" / f"{name}.json"
+
+
+def write_record(record: RunRecord, path: Path) -> None:
+    atomic_write_text(path, json.dumps(asdict(record), indent=1) + "\n")
+
+
+def load_record(path: Path) -> RunRecord:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise FsarbenchError(f"{path} is not a readable result record ({error})") from None
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise FsarbenchError(
+            f"{path} has result schema {data.get('schema_version')}, this fsarbench reads "
+            f"{SCHEMA_VERSION}",
+            "re-run it with --force",
+        )
+    known = {f.name for f in fields(RunRecord)}
+    return RunRecord(**{k: v for k, v in data.items() if k in known})
+
+
+def load_records(results_dir: Path) -> list[RunRecord]:
+    runs = results_dir / "runs"
+    return [load_record(p) for p in sorted(runs.rglob("*.json"))] if runs.is_dir() else []

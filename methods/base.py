@@ -1,0 +1,111 @@
+"""FewShotRecognizer: the episode plumbing every method shares, written once.
+
+A method is a frame backbone plus a few-shot head. The base class embeds clips with the
+backbone (pooled ``[T, C]`` or maps ``[T, C, h, w]`` per video, as the head declares in
+``feature_kind``), calls the head on an episode, and turns logits into a loss or predictions.
+A subclass implements ``head`` (one episode) and may override ``head_episodes`` (many
+episodes at once) when its computation batches.
+
+Head contract: ``head(support [N*K, T, ...], support_labels [N*K], query [Q, T, ...]) -> logits
+[Q, N]``, higher = more likely. Labels are 0..N-1 in any order: a head must not assume the
+support is sorted by class (the harness shuffles it).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+
+import fsarbench._quiet  # noqa: F401
+from fsarbench.registry import MODELS
+
+FEATURE_KINDS = ("pooled", "maps")
+
+
+class FewShotRecognizer(BaseModel):
+    """Backbone + few-shot head, as an MMEngine model.
+
+    ``forward(support, support_labels, query, query_labels=None, mode=..., features=False)``:
+    ``support`` / ``query`` are uint8 clips ``[B, T, 3, H, W]`` or, with ``features=True``,
+    stored features. Modes: ``loss`` -> ``{"loss_cls": ...}`` (plus a head's auxiliary losses),
+    ``predict`` and ``tensor`` -> logits ``[Q, N]``.
+    """
+
+    feature_kind: ClassVar[str] = "pooled"
+    paper: ClassVar[str] = ""
+
+    def __init__(self, backbone: dict, data_preprocessor: dict | None = None, init_cfg=None):
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if self.feature_kind not in FEATURE_KINDS:
+            raise ValueError(f"feature_kind must be one of {FEATURE_KINDS}")
+        self.backbone = MODELS.build(backbone)
+
+    # --- features -------------------------------------------------------------------------
+
+    def embed(self, clips: torch.Tensor) -> torch.Tensor:
+        """uint8 clips ``[B, T, 3, H, W]`` -> features ``[B, T, C]`` or ``[B, T, C, h, w]``."""
+        batch, frames = clips.shape[:2]
+        device = self.backbone.mean.device
+        pixels = clips.flatten(0, 1).to(device=device, dtype=torch.float32)  # [B*T, 3, H, W]
+        pixels = (pixels - self.backbone.mean) / self.backbone.std
+        maps = self.backbone(pixels)  # [B*T, C, h, w]
+        maps = maps.unflatten(0, (batch, frames))  # [B, T, C, h, w]
+        return maps.mean(dim=(-2, -1)) if self.feature_kind == "pooled" else maps
+
+    # --- heads ----------------------------------------------------------------------------
+
+    def head(
+        self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor
+    ) -> torch.Tensor:
+        """One episode: logits ``[Q, N]``."""
+        raise NotImplementedError
+
+    def head_episodes(
+        self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor
+    ) -> torch.Tensor:
+        """Many episodes of one shape: ``[E, N*K, ...]``, ``[E, N*K]``, ``[E, Q, ...]`` ->
+        logits ``[E, Q, N]``. Heads that batch override this; the default loops."""
+        return torch.stack(
+            [
+                self.head(s, labels, q)
+                for s, labels, q in zip(support, support_labels, query, strict=True)
+            ]
+        )
+
+    # --- MMEngine -------------------------------------------------------------------------
+
+    def forward(
+        self,
+        support: torch.Tensor,
+        support_labels: torch.Tensor,
+        query: torch.Tensor,
+        query_labels: torch.Tensor | None = None,
+        mode: str = "tensor",
+        features: bool = False,
+    ):
+        if not features:
+            support, query = self.embed(support), self.embed(query)
+        logits = self.head(support, support_labels, query)  # [Q, N]
+        if mode in ("tensor", "predict"):
+            return logits
+        if mode == "loss":
+            if query_labels is None:
+                raise ValueError("mode='loss' needs query_labels")
+            return {"loss_cls": F.cross_entropy(logits, query_labels)}
+        raise ValueError(f"unknown mode {mode!r}: use loss, predict or tensor")
+
+
+def one_hot_mean(labels: torch.Tensor, values: torch.Tensor, n_way: int) -> torch.Tensor:
+    """Per-class mean of ``values`` over the support: labels ``[E, S]``, values ``[E, S, ...]``
+    -> ``[E, N, ...]``. Works for any support order."""
+    one_hot = F.one_hot(labels, n_way).to(values.dtype)  # [E, S, N]
+    counts = one_hot.sum(dim=1)  # [E, N]
+    sums = torch.einsum("esn,es...->en...", one_hot, values)  # [E, N, ...]
+    return sums / counts.view(*counts.shape, *([1] * (sums.dim() - 2)))
+
+
+def n_way_of(support_labels: torch.Tensor) -> int:
+    return int(support_labels.max()) + 1
