@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -41,23 +42,37 @@ def benchmark_fragment_name(benchmark: Benchmark) -> str:
     return benchmark.name.replace("-", "_")
 
 
+def method_config_roots() -> list[Path]:
+    """Where method configs are looked up: ``FSARBENCH_CONFIG_PATH`` (folders separated by
+    ``os.pathsep``, for methods that live outside fsarbench), then fsarbench's own configs."""
+    extra = [Path(p) for p in os.environ.get("FSARBENCH_CONFIG_PATH", "").split(os.pathsep) if p]
+    return [*extra, CONFIG_ROOT]
+
+
 def method_config_file(name: str) -> Path:
-    """``configs/<method>/<name>.py``: a method's main config or one of its variants."""
-    found = sorted(p for p in CONFIG_ROOT.glob(f"*/{name}.py") if p.parent.name != "_base_")
-    if not found:
-        raise FsarbenchError(
-            f"no method config named {name!r} in {CONFIG_ROOT}",
-            "a method's configs live in configs/<method>/<name>.py (`fsarbench ls methods`)",
-        )
-    return found[0]
+    """``<root>/<method>/<name>.py``: a method's main config or one of its variants."""
+    for root in method_config_roots():
+        found = sorted(p for p in root.glob(f"*/{name}.py") if p.parent.name != "_base_")
+        if found:
+            return found[0]
+    raise FsarbenchError(
+        f"no method config named {name!r} in {', '.join(map(str, method_config_roots()))}",
+        "a method's configs live in configs/<method>/<name>.py (`fsarbench ls methods`)",
+    )
 
 
 def method_config(name: str) -> dict:
-    config = Config.fromfile(str(method_config_file(name))).to_dict()
+    """The ``method`` dict of a method config. A config may name the modules that register its
+    method in MMEngine's ``custom_imports`` (a method kept outside fsarbench)."""
+    path = method_config_file(name)
+    config = Config.fromfile(str(path)).to_dict()
+    imports = config.get("custom_imports", {}).get("imports", [])
+    if imports:
+        from mmengine.utils import import_modules_from_strings
+
+        import_modules_from_strings(imports)
     if "method" not in config:
-        raise FsarbenchError(
-            f"{method_config_file(name)} defines no `method`", "add method = dict(type=...)"
-        )
+        raise FsarbenchError(f"{path} defines no `method`", "add method = dict(type=...)")
     return config["method"]
 
 

@@ -1,6 +1,6 @@
 """Runs: resolve what the user asked for, then test each (method, benchmark, way, shot, seed).
 
-``run_suite`` is what ``fsarbench run`` calls. Every input is checked before the first run
+``run_suite`` is what ``fsarbench run`` calls: every input is checked before the first run
 starts; each run then reuses what exists (episode set, stored features, its own record) and
 writes its record atomically when it finishes, so an interrupted suite restarts cleanly.
 """
@@ -12,6 +12,7 @@ import importlib.metadata
 import platform
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,9 +22,9 @@ import torch
 from fsarbench.benchmarks.prepare import require_prepared
 from fsarbench.benchmarks.registry import Benchmark, get_benchmark
 from fsarbench.benchmarks.synth import SynthConfig, ensure_synth
-from fsarbench.config import compose_run_config, config_hash
+from fsarbench.config import compose_run_config, config_hash, method_config_roots
 from fsarbench.configs import CONFIG_ROOT
-from fsarbench.data.episodes import EpisodeSpec, episode_set_for, split_videos
+from fsarbench.data.episodes import EpisodeSpec, episode_set_for, sample_episodes, split_videos
 from fsarbench.data.pipelines import build_pipeline
 from fsarbench.errors import FsarbenchError
 from fsarbench.evaluation import evaluate_from_features, evaluate_per_episode
@@ -57,17 +58,23 @@ def method_configs() -> dict[str, Path]:
     ``<method>.py`` is the method's main config; other files in the folder are its variants
     (``protonet_cos_mean``) and are addressed by their own names.
     """
-    found = {}
-    for method in registered_methods():
-        for path in sorted((CONFIG_ROOT / method).glob("*.py")):
-            found[path.stem] = path
+    found: dict[str, Path] = {}
+    methods = registered_methods()
+    for root in method_config_roots():
+        for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name != "_base_"):
+            # fsarbench's own folders are its registered methods; folders elsewhere belong to
+            # methods that their configs' custom_imports register when loaded.
+            if root == CONFIG_ROOT and folder.name not in methods:
+                continue
+            for path in sorted(folder.glob("*.py")):
+                found.setdefault(path.stem, path)
     return found
 
 
 def resolve_methods(spec: str) -> list[str]:
     """``all`` (every method's main config), names, globs (``protonet*``), comma-separated."""
     configs = method_configs()
-    main = [m for m in registered_methods() if m in configs]
+    main = [name for name, path in configs.items() if path.parent.name == name]
     chosen: list[str] = []
     for part in [p.strip() for p in spec.split(",") if p.strip()]:
         if part == "all":
@@ -349,25 +356,79 @@ def run_one(
     return RunOutcome(record, path, skipped=False, notes=notes)
 
 
-def plan_suite(methods, benchmarks, ways, shots, seeds):
-    return [
-        (method, benchmark, n_way, k_shot, seed)
-        for benchmark in benchmarks
-        for method in methods
-        for n_way in ways
-        for k_shot in shots
-        for seed in seeds
-    ]
-
-
-def check_inputs(benchmarks: list[Benchmark], options: SuiteOptions) -> None:
-    """Everything that can be checked before the first run starts."""
+def run_suite(
+    methods: list[str],
+    benchmarks: list[Benchmark],
+    ways: list[int | None],
+    shots: list[int],
+    seeds: list[int],
+    episodes: int | None,
+    queries: int | None,
+    options: SuiteOptions,
+    on_outcome: Callable[[RunOutcome], None] | None = None,
+) -> list[RunOutcome]:
+    """Check every input, then run (or skip) each combination, benchmark by benchmark."""
+    check_inputs(methods, benchmarks, ways, shots, queries, options)
+    store = FeatureStore()
+    outcomes = []
     for benchmark in benchmarks:
-        if not benchmark.is_synthetic:
-            require_prepared(benchmark)
+        for method in methods:
+            for n_way in ways:
+                for k_shot in shots:
+                    for seed in seeds:
+                        outcome = run_one(
+                            method,
+                            benchmark,
+                            n_way,
+                            k_shot,
+                            seed,
+                            episodes,
+                            queries,
+                            options,
+                            store,
+                        )
+                        outcomes.append(outcome)
+                        if on_outcome is not None:
+                            on_outcome(outcome)
+    return outcomes
+
+
+def check_inputs(
+    methods: list[str],
+    benchmarks: list[Benchmark],
+    ways,
+    shots,
+    queries: int | None,
+    options: SuiteOptions,
+) -> None:
+    """Everything that can be checked before the first run starts: weights, devices, data, and
+    whether each benchmark's test split can supply the largest episodes asked for."""
     if options.weights is not None and not options.weights.is_file():
         raise FsarbenchError(f"--weights {options.weights}: no such file")
+    if options.synth is not None:
+        options.synth.validate()
     if options.synth is not None and not any(b.is_synthetic for b in benchmarks):
-        raise FsarbenchError("synth settings were given, but synth is not among the benchmarks")
+        raise FsarbenchError(
+            "synth settings were given, but synth is not among the benchmarks",
+            "add synth to --datasets, or drop --synth",
+        )
     if options.device.startswith("cuda") and not torch.cuda.is_available():
         raise FsarbenchError(f"--device {options.device}: no CUDA device here", "use --device cpu")
+    for benchmark in benchmarks:
+        synth = options.synth if benchmark.is_synthetic else None
+        if benchmark.is_synthetic:
+            ensure_synth(synth, progress=options.progress)
+        prepared, prepared_dir = require_prepared(benchmark, synth)
+        largest = [w for w in ways if w is not None]
+        protocol = compose_run_config(
+            methods[0],
+            benchmark,
+            n_way=max(largest) if largest else None,
+            k_shot=max(shots),
+            queries_per_class=queries,
+            episodes=1,
+        ).protocol
+        spec = EpisodeSpec(
+            protocol["n_way"], protocol["k_shot"], protocol["queries_per_class_test"], 1, 0
+        )
+        sample_episodes(split_videos(prepared, prepared_dir, "test"), spec)

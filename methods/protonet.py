@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from fsarbench.methods.base import FewShotRecognizer, n_way_of, one_hot_mean
 from torch import nn
 
+from fsarbench.methods.base import FewShotRecognizer, n_way_of, one_hot_mean
 from fsarbench.registry import MODELS
 
 METRICS = ("sqeuclid_mean", "cos_mean", "cos_framewise", "tsn_ln_dot")

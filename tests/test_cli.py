@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import TINY_SYNTH, split_source
 
+from conftest import TINY_SYNTH, split_source
 from fsarbench.cli import main
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_SYNTH, split_source
 
+from conftest import TINY_SYNTH, split_source
 from fsarbench.benchmarks.prepare import prepare_benchmark, prepared_folder
 from fsarbench.benchmarks.registry import get_benchmark
 from fsarbench.benchmarks.splits import store_splits

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 from conftest import REPO
 
 
@@ -49,10 +50,10 @@ def test_ruff_is_clean():
 
 
 def test_config_fragments_load_and_build_pipelines():
-    from fsarbench.configs import CONFIG_ROOT
     from mmengine.config import Config
 
     from fsarbench.benchmarks.registry import get_benchmark
+    from fsarbench.configs import CONFIG_ROOT
     from fsarbench.data.pipelines import build_pipeline
 
     protocols = sorted((CONFIG_ROOT / "_base_" / "protocols").glob("*.py"))

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import split_source
 
+from conftest import split_source
 from fsarbench.benchmarks.prepare import (
     MANIFEST,
     format_coverage,

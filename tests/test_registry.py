@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import split_source
 
+from conftest import split_source
 from fsarbench.benchmarks.registry import BENCHMARKS, SPLITS, get_benchmark
 from fsarbench.benchmarks.splits import sha256_of, verify_split_file
 from fsarbench.errors import FsarbenchError

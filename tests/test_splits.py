@@ -4,8 +4,8 @@ import shutil
 import urllib.error
 
 import pytest
-from conftest import split_source
 
+from conftest import split_source
 from fsarbench.benchmarks.registry import get_benchmark
 from fsarbench.benchmarks.splits import (
     check_disjoint,

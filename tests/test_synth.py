@@ -6,8 +6,8 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from conftest import TINY_SYNTH
 
+from conftest import TINY_SYNTH
 from fsarbench.benchmarks.prepare import load_prepared
 from fsarbench.benchmarks.registry import SPLITS
 from fsarbench.benchmarks.synth import (

@@ -77,15 +77,15 @@ def run_benchmarks(args: argparse.Namespace) -> int:
 
 def run_methods(args: argparse.Namespace) -> int:
     from fsarbench.config import method_config
-    from fsarbench.runs import method_configs, registered_methods
+    from fsarbench.registry import MODELS
+    from fsarbench.runs import method_configs
 
-    classes = registered_methods()
     table = Table(title="fsarbench methods (`--methods all` runs the main configs)")
     for column in ("config", "method", "options", "features", "paper"):
         table.add_column(column, overflow="fold")
     for name, path in method_configs().items():
         options = method_config(name)
-        cls = classes[path.parent.name]
+        cls = MODELS.get(options["type"])
         details = ", ".join(f"{k}={v}" for k, v in options.items() if k != "type")
         main = "" if name == path.parent.name else " (variant)"
         table.add_row(name + main, options["type"], details, cls.feature_kind, cls.paper)

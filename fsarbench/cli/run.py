@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 from pathlib import Path
 
+from fsarbench.benchmarks.synth import SynthConfig
 from fsarbench.cli.report import print_leaderboard
 from fsarbench.console import stderr
 from fsarbench.runs import (
+    RunOutcome,
     SuiteOptions,
-    check_inputs,
-    plan_suite,
     resolve_benchmarks,
     resolve_methods,
-    run_one,
+    run_suite,
 )
 
 
@@ -29,6 +30,24 @@ def int_list(text: str) -> list[int]:
     return values
 
 
+def synth_settings(text: str) -> SynthConfig:
+    """``key=value,key=value`` over SynthConfig's fields."""
+    kinds = {f.name: f.type for f in fields(SynthConfig)}
+    values = {}
+    for part in [p.strip() for p in text.split(",") if p.strip()]:
+        key, equals, value = part.partition("=")
+        key = key.strip().replace("-", "_")
+        if not equals or key not in kinds:
+            raise argparse.ArgumentTypeError(
+                f"{part!r}: expected key=value with key in {', '.join(kinds)}"
+            )
+        try:
+            values[key] = float(value) if kinds[key] in (float, "float") else int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part!r}: {value!r} is not a number") from None
+    return SynthConfig(**values)
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "run",
@@ -40,7 +59,7 @@ def register(subparsers) -> None:
     parser.add_argument("--datasets", default="synth", help="benchmarks (default: synth)")
     parser.add_argument("--shots", type=int_list, default=None, help="default: 1,5")
     parser.add_argument("--ways", type=int_list, default=None, help="default: 5")
-    parser.add_argument("--seeds", type=int_list, default=[0], help="default: 0")
+    parser.add_argument("--seeds", type=int_list, default=[0, 1, 2], help="default: 0,1,2")
     parser.add_argument("--episodes", type=int, default=None, help="test episodes (default 10000)")
     parser.add_argument("--queries", type=int, default=None, help="queries per class (default 1)")
     parser.add_argument(
@@ -62,6 +81,13 @@ def register(subparsers) -> None:
         help="where records go (default: ./results)",
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: cpu)")
+    parser.add_argument(
+        "--synth",
+        type=synth_settings,
+        default=None,
+        metavar="KEY=VALUE,...",
+        help="synth generator settings, e.g. seed=1,tempo_warp=1.0 (default: the defaults)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -75,30 +101,38 @@ def run(args: argparse.Namespace) -> int:
         weights=args.weights,
         device=args.device,
         progress=stderr.is_terminal,
+        synth=args.synth,
     )
-    check_inputs(benchmarks, options)
-    plan = plan_suite(methods, benchmarks, args.ways or [None], args.shots or [1, 5], args.seeds)
-    stderr.print(
-        f"{len(plan)} runs: {', '.join(methods)} on {', '.join(b.name for b in benchmarks)}"
+    ways, shots = args.ways or [None], args.shots or [1, 5]
+    total = len(methods) * len(benchmarks) * len(ways) * len(shots) * len(args.seeds)
+    names = ", ".join(b.name for b in benchmarks)
+    stderr.print(f"{total} run{'s' * (total != 1)}: {', '.join(methods)} on {names}")
+    outcomes = run_suite(
+        methods,
+        benchmarks,
+        ways,
+        shots,
+        args.seeds,
+        args.episodes,
+        args.queries,
+        options,
+        on_outcome=print_outcome,
     )
-    records = []
-    for method, benchmark, n_way, k_shot, seed in plan:
-        outcome = run_one(
-            method, benchmark, n_way, k_shot, seed, args.episodes, args.queries, options
-        )
-        record = outcome.record
-        status = "skipped, record exists" if outcome.skipped else f"{record.wall_time_s:.1f} s"
-        print(
-            f"{record.method:<24} {record.backbone:<16} {record.benchmark:<10} "
-            f"{record.n_way}-way {record.k_shot}-shot seed {record.seed}: "
-            f"{record.acc_mean:6.2f} ± {record.acc_ci95:.2f}  "
-            f"({record.n_episodes:,} episodes, {status})",
-            flush=True,
-        )
-        for note in outcome.notes:
-            print(f"  note: {note}")
-        records.append(record)
     print()
-    print_leaderboard(records, "md", None)
+    print_leaderboard([outcome.record for outcome in outcomes], "md", None)
     print(f"records in {args.results_dir / 'runs'}; `fsarbench report` prints all of them")
     return 0
+
+
+def print_outcome(outcome: RunOutcome) -> None:
+    record = outcome.record
+    status = "skipped, record exists" if outcome.skipped else f"{record.wall_time_s:.1f} s"
+    print(
+        f"{record.method:<24} {record.backbone:<16} {record.benchmark:<10} "
+        f"{record.n_way}-way {record.k_shot}-shot seed {record.seed}: "
+        f"{record.acc_mean:6.2f} ± {record.acc_ci95:.2f}  "
+        f"({record.n_episodes:,} episodes, {status})",
+        flush=True,
+    )
+    for note in outcome.notes:
+        print(f"  note: {note}")

@@ -134,7 +134,8 @@ def sample_episodes(
     if len(eligible) < spec.n_way:
         raise FsarbenchError(
             f"{videos.benchmark} {videos.split}: only {len(eligible)} classes have at least "
-            f"{need} present videos ({spec.k_shot} shots + {spec.queries_per_class} queries), "
+            f"{need} present videos ({spec.k_shot} shot{'s' * (spec.k_shot > 1)} + "
+            f"{spec.queries_per_class} quer{'ies' if spec.queries_per_class > 1 else 'y'}), "
             f"fewer than the {spec.n_way} ways asked for",
             "ask for fewer ways, shots or queries, or prepare the missing videos "
             "(`fsarbench ls benchmarks` shows the coverage)",

@@ -1,0 +1,131 @@
+"""The feature store against the per-episode path, its keys, and resumption."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY_SYNTH
+from fsarbench.benchmarks.prepare import require_prepared
+from fsarbench.benchmarks.registry import get_benchmark
+from fsarbench.data.episodes import EpisodeSpec, sample_episodes, split_videos
+from fsarbench.data.pipelines import build_pipeline
+from fsarbench.evaluation import episode_logits_from_features, episode_logits_per_episode
+from fsarbench.features import FeatureKey, FeatureStore, pipeline_hash, weights_hash
+from fsarbench.registry import DATASETS, MODELS
+
+PROTOCOL = dict(num_frames=8, resize_short=32, crop=28)
+SYNTH = {k: getattr(TINY_SYNTH, k) for k in TINY_SYNTH.__dataclass_fields__}
+
+
+@pytest.fixture
+def setting(tiny_synth_home, monkeypatch, tmp_path):
+    monkeypatch.setenv("FSARBENCH_HOME", str(tiny_synth_home))
+    prepared, folder = require_prepared(get_benchmark("synth"), TINY_SYNTH)
+    pipeline = build_pipeline(PROTOCOL, train=False)
+    dataset = DATASETS.build(
+        dict(
+            type="FewShotClipDataset",
+            benchmark="synth",
+            split="test",
+            pipeline=pipeline,
+            synth=SYNTH,
+        )
+    )
+    episodes = sample_episodes(
+        split_videos(prepared, folder, "test"), EpisodeSpec(5, 1, 1, 12, seed=0)
+    )
+    torch.manual_seed(0)
+    model = MODELS.build(
+        dict(type="protonet", backbone=dict(type="FrameResNet", depth=18, num_stages=2))
+    )
+    model.eval()
+    phash = pipeline_hash(pipeline, folder / prepared.splits["test"].annotation, prepared.data_root)
+    return dict(
+        dataset=dataset, episodes=episodes, model=model, store=FeatureStore(tmp_path), phash=phash
+    )
+
+
+def _key(setting, dtype="float32"):
+    return FeatureKey(
+        "synth-tiny",
+        "test",
+        "pooled",
+        dtype,
+        weights_hash(setting["model"].backbone),
+        setting["phash"],
+    )
+
+
+@pytest.mark.parametrize("dtype, tolerance", [("float32", 1e-4), ("float16", 2e-2)])
+def test_store_and_per_episode_paths_give_the_same_logits(setting, dtype, tolerance):
+    stored = setting["store"].get_or_embed(
+        _key(setting, dtype), setting["model"], setting["dataset"], batch_videos=7, progress=False
+    )
+    episodes = setting["episodes"]
+    cached = episode_logits_from_features(setting["model"], episodes, stored, 0, len(episodes))
+    naive = torch.stack(
+        [
+            logits
+            for logits, _ in episode_logits_per_episode(
+                setting["model"], episodes, setting["dataset"], dtype
+            )
+        ]
+    )
+    assert cached.shape == naive.shape == (12, 5, 5)
+    assert torch.allclose(cached, naive, rtol=tolerance, atol=tolerance)
+    assert torch.equal(cached.argmax(-1), naive.argmax(-1))
+
+
+def test_each_video_is_embedded_once_and_then_reused(setting):
+    store, key = setting["store"], _key(setting)
+    first = store.get_or_embed(key, setting["model"], setting["dataset"], progress=False)
+    assert first.frame_forwards == len(setting["dataset"]) * 8
+    again = store.get_or_embed(key, setting["model"], setting["dataset"], progress=False)
+    assert again.frame_forwards == 0
+    assert np.array_equal(np.asarray(first.features), np.asarray(again.features))
+    assert first.features.dtype == np.float32 and first.features.shape[1:] == (8, 128)
+
+
+def test_changed_weights_or_pipeline_never_read_stale_features(setting):
+    key = _key(setting)
+    model = setting["model"]
+    with torch.no_grad():
+        next(model.backbone.parameters()).add_(1.0)
+    assert weights_hash(model.backbone) != key.weights_hash
+    assert _key(setting).folder_name != key.folder_name
+    other_pipeline = FeatureKey(
+        key.benchmark, key.split, key.kind, key.dtype, key.weights_hash, "0" * 64
+    )
+    assert setting["store"].folder(other_pipeline) != setting["store"].folder(key)
+
+
+def test_interrupted_embedding_resumes(setting, monkeypatch):
+    store, key, dataset = setting["store"], _key(setting), setting["dataset"]
+    reference = FeatureStore(store.root / "reference").get_or_embed(
+        key, setting["model"], dataset, batch_videos=10, progress=False
+    )
+
+    calls = {"n": 0}
+    original = type(setting["model"]).embed
+
+    def flaky(self, clips):
+        calls["n"] += 1
+        if calls["n"] == 4:  # the probe, then two batches, then an interruption
+            raise KeyboardInterrupt
+        return original(self, clips)
+
+    monkeypatch.setattr(type(setting["model"]), "embed", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        store.get_or_embed(key, setting["model"], dataset, batch_videos=10, progress=False)
+    progress = json.loads((store.folder(key) / "progress.json").read_text())
+    assert progress["rows_done"] == 20
+    assert store.load(key) is None  # nothing half-written is ever read as complete
+
+    monkeypatch.setattr(type(setting["model"]), "embed", original)
+    resumed = store.get_or_embed(key, setting["model"], dataset, batch_videos=10, progress=False)
+    assert resumed.frame_forwards == (len(dataset) - 20) * 8
+    assert np.array_equal(np.asarray(resumed.features), np.asarray(reference.features))

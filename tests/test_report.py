@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fsarbench.report import leaderboard_long, render_leaderboard
+from fsarbench.results import RunRecord
+from fsarbench.stats import mean_and_ci95
+
+
+def record(method, benchmark, k_shot, seed, accuracies):
+    mean, ci95 = mean_and_ci95(accuracies)
+    return RunRecord(
+        method=method,
+        method_config={"type": method},
+        backbone="resnet50",
+        benchmark=benchmark,
+        split="test",
+        training="none",
+        protocol={},
+        protocol_name="trx-5way",
+        protocol_version=1,
+        n_way=5,
+        k_shot=k_shot,
+        queries_per_class=1,
+        seed=seed,
+        n_episodes=len(accuracies),
+        acc_mean=mean,
+        acc_ci95=ci95,
+        episode_accuracies=list(accuracies),
+        episode_set_hash=f"{seed}" * 64,
+        backbone_weights_hash="w" * 64,
+        checkpoint_hash="c" * 64,
+        weights_file=None,
+        config_hash="h" * 64,
+        feature_cache=True,
+        feature_dtype="float16",
+        versions={},
+        git_commit=None,
+        device="cpu",
+        wall_time_s=1.0,
+        embed_frame_forwards=0,
+        created="2026-11-21T00:00:00+00:00",
+    )
+
+
+RECORDS = [
+    record("protonet", "ucf101", 1, 0, [0.2, 0.4, 0.6, 0.8]),
+    record("protonet", "ucf101", 1, 1, [0.4, 0.4, 0.6, 0.6]),
+    record("otam", "ucf101", 1, 0, [0.8, 0.8, 0.6, 1.0]),
+    record("protonet", "synth", 5, 0, [1.0, 0.8]),
+]
+
+
+def test_ci95_is_the_trx_convention():
+    mean, ci95 = mean_and_ci95([0.0, 1.0, 1.0, 0.0])
+    assert mean == 50.0 and ci95 == pytest.approx(100 * 1.96 * 0.5 / 2)
+    with pytest.raises(ValueError):
+        mean_and_ci95([])
+
+
+def test_long_table_pools_seeds_and_marks_the_best():
+    long = leaderboard_long(RECORDS)
+    protonet = long[(long.method == "protonet") & (long.benchmark == "ucf101")].iloc[0]
+    assert protonet.acc_mean == pytest.approx(50.0)  # mean of the two seeds' means
+    pooled = [0.2, 0.4, 0.6, 0.8, 0.4, 0.4, 0.6, 0.6]
+    assert protonet.acc_ci95 == pytest.approx(mean_and_ci95(pooled)[1])
+    assert protonet.n_seeds == 2 and protonet.n_episodes_per_seed == 4 and not protonet.best
+    assert long[long.method == "otam"].iloc[0].best
+    assert list(long.benchmark) == ["ucf101", "ucf101", "synth"]  # registry order
+
+
+def test_markdown_cells():
+    text = render_leaderboard(RECORDS, "md")
+    assert "**80.00 ± 13.86** (1×4)" in text
+    assert "50.00 ±" in text and "(2×4)" in text
+    assert "ucf101 5-way 1-shot" in text and "synth 5-way 5-shot" in text
+    assert "| otam" in text and "–" in text  # otam has no synth run: a dash, not a gap
+
+
+def test_csv_is_plain_numbers():
+    frame = pd.read_csv(io.StringIO(render_leaderboard(RECORDS, "csv")))
+    assert frame["acc_mean"].dtype == np.float64 and frame["n_seeds"].dtype == np.int64
+    assert set(frame.columns) >= {"method", "backbone", "benchmark", "k_shot", "acc_ci95", "best"}
+    assert not math.isnan(frame["acc_ci95"].iloc[0])
+
+
+def test_latex_and_html():
+    latex = render_leaderboard(RECORDS, "latex")
+    assert "\\toprule" in latex and "\\textbf{80.00 $\\pm$ 13.86}" in latex
+    html = render_leaderboard(RECORDS, "html")
+    assert "<b>80.00 ± 13.86</b>" in html
+
+
+def test_every_record_field_is_documented():
+    from dataclasses import fields
+
+    from conftest import REPO
+
+    documented = (REPO / "results" / "README.md").read_text()
+    for field in fields(RunRecord):
+        assert f"| `{field.name}` |" in documented, field.name
