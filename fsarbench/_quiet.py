@@ -1,7 +1,7 @@
 """Silence, precisely, the third-party noise that says nothing to an fsarbench user.
 
-Each filter names one message; nothing else is hidden. Imported by every module that imports
-MMAction2, MMEngine or mmcv, before those imports.
+Each filter names one message; nothing else is hidden. Imported by the package's __init__,
+before any module imports MMAction2, MMEngine or mmcv.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ class _DropMessages(logging.Filter):
         self.prefixes = prefixes
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.getMessage()).startswith(self.prefixes)
+        # The Runner's environment dump starts with a newline and a dashed rule.
+        return not str(record.getMessage()).lstrip("\n-").startswith(self.prefixes)
 
 
 def quiet_mmengine_logger() -> None:

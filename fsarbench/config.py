@@ -17,7 +17,6 @@ from typing import Any
 
 from mmengine.config import Config
 
-import fsarbench._quiet  # noqa: F401
 from fsarbench.benchmarks.registry import Benchmark
 from fsarbench.configs import CONFIG_ROOT, config_path
 from fsarbench.errors import FsarbenchError
@@ -86,8 +85,13 @@ def compose_run_config(
     episodes: int | None = None,
     backbone: str | None = None,
     synth: dict | None = None,
+    training: str | None = None,
+    pretrain: bool | None = None,
 ) -> Config:
-    """The merged config of one run; ``None`` keeps the protocol's default."""
+    """The merged config of one run; ``None`` keeps the protocol's (or schedule's) default.
+
+    ``training``: ``none`` (test the backbone as initialised or loaded), ``finetune`` or
+    ``frozen``; ``pretrain``: run the schedule's classification stage first."""
     bench = load_fragment("benchmarks", benchmark_fragment_name(benchmark))["benchmark"]
     protocol = load_fragment("protocols", bench["protocol"])["protocol"]
     backbone_name = backbone or bench["backbone"]
@@ -108,9 +112,26 @@ def compose_run_config(
             )
     if synth is not None and not benchmark.is_synthetic:
         raise FsarbenchError(f"synth settings were given for {benchmark.name}, a real benchmark")
+    schedule = load_fragment("schedules", bench["schedule"])["schedule"]
+    if training is not None:
+        if training not in ("none", "finetune", "frozen"):
+            raise FsarbenchError(
+                f"unknown training mode {training!r}", "use none, finetune or frozen"
+            )
+        schedule["mode"] = training
+    if pretrain is not None:
+        if pretrain and "iters" not in schedule["pretrain"]:
+            raise FsarbenchError(
+                f"the {schedule['name']} schedule has no pretraining stage",
+                "drop --pretrain, or use a schedule with one",
+            )
+        schedule["pretrain"]["enabled"] = bool(pretrain)
+    if schedule["mode"] == "none" and pretrain is None:
+        schedule["pretrain"]["enabled"] = False  # `--train none` alone: the backbone as given
     return Config(
         dict(
             method=method_config(method),
+            schedule=schedule,
             backbone=backbone_cfg,
             backbone_name=backbone_name,
             benchmark={**bench, "synth": synth},

@@ -68,7 +68,7 @@ class FeatureKey:
 
 @dataclass
 class StoredFeatures:
-    key: FeatureKey
+    key: FeatureKey | None  # None: computed in memory, not stored
     video_ids: tuple[str, ...]
     features: np.ndarray  # memory-mapped [V, T, C] or [V, T, C, h, w]
     frame_forwards: int = 0  # frames this process embedded to build it (0 when read back)
@@ -83,9 +83,30 @@ class StoredFeatures:
         return np.array([row_of[v] for v in video_ids], dtype=np.int64)
 
 
-def _collate_clips(items: list[dict]):
+def collate_clips(items: list[dict]):
     clips = torch.stack([item["inputs"] for item in items])  # [B, T, 3, H, W] uint8
     return clips, [item["data_samples"].metainfo["video_id"] for item in items]
+
+
+def iter_embeddings(model, loader, description: str = "embedding", progress: bool = False):
+    """Yields ``(video ids, features [B, T, ...] as float32 numpy, frames embedded)`` for each
+    batch of a loader built with :func:`collate_clips`."""
+    for clips, ids in track(loader, description=description, console=stderr, disable=not progress):
+        with torch.inference_mode():
+            batch = model.embed(clips)  # [B, T, C] or [B, T, C, h, w]
+        yield ids, batch.float().cpu().numpy(), clips.shape[0] * clips.shape[1]
+
+
+def embed_in_memory(model, loader) -> StoredFeatures:
+    """Features of every video of a loader, kept in memory (validation during fine-tuning,
+    where the weights change between calls and storing would only fill the disk)."""
+    model.eval()
+    ids, batches, frames = [], [], 0
+    for batch_ids, batch, batch_frames in iter_embeddings(model, loader):
+        ids.extend(batch_ids)
+        batches.append(batch)
+        frames += batch_frames
+    return StoredFeatures(None, tuple(ids), np.concatenate(batches), frame_forwards=frames)
 
 
 class FeatureStore:
@@ -143,20 +164,14 @@ class FeatureStore:
             Subset(dataset, range(done, len(dataset))),
             batch_size=batch_videos,
             num_workers=num_workers,
-            collate_fn=_collate_clips,
+            collate_fn=collate_clips,
         )
         frame_forwards, started = 0, time.perf_counter()
-        for clips, ids in track(
-            loader,
-            description=f"embedding {key.benchmark} {key.split} ({len(dataset) - done} videos)",
-            console=stderr,
-            disable=not progress,
-        ):
+        description = f"embedding {key.benchmark} {key.split} ({len(dataset) - done} videos)"
+        for ids, batch, frames in iter_embeddings(model, loader, description, progress):
             assert ids == video_ids[done : done + len(ids)]
-            with torch.inference_mode():
-                batch = model.embed(clips)  # [B, T, C] or [B, T, C, h, w]
-            features[done : done + len(ids)] = batch.cpu().numpy().astype(features.dtype)
-            frame_forwards += clips.shape[0] * clips.shape[1]
+            features[done : done + len(ids)] = batch.astype(features.dtype)
+            frame_forwards += frames
             done += len(ids)
             features.flush()
             atomic_write_text(

@@ -25,7 +25,7 @@ class RunRecord:
     backbone: str  # backbone config name, e.g. "resnet18_synth"
     benchmark: str  # benchmark key: registry name, or "synth-<settings hash>" for non-default synth
     split: str  # always "test": selection never uses it
-    training: str  # "none" (backbone as initialised or loaded); training modes come later
+    training: str  # none | finetune | frozen | pretrain+finetune | pretrain+frozen | pretrain
     # --- protocol ---
     protocol: dict  # name, version, n_way, k_shot, queries_per_class_test, test_episodes, frames
     protocol_name: str
@@ -54,6 +54,9 @@ class RunRecord:
     wall_time_s: float  # seconds for the whole run, embedding included
     embed_frame_forwards: int  # frames the backbone processed for this run (0 if features reused)
     created: str  # ISO 8601 UTC
+    schedule: str = ""  # training schedule name (synth-quick, trx-sgd); its config is hashed
+    train_iterations: int = 0  # episodic training iterations run (0: not meta-trained)
+    best_val_acc: float | None = None  # val accuracy (%) of the selected checkpoint
     schema_version: int = SCHEMA_VERSION
     notes: list[str] = field(default_factory=list)
 

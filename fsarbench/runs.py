@@ -16,25 +16,40 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+from mmengine.config import Config
+from torch.utils.data import DataLoader
 
-from fsarbench.benchmarks.prepare import require_prepared
+from fsarbench.benchmarks.prepare import PreparedBenchmark, require_prepared
 from fsarbench.benchmarks.registry import Benchmark, get_benchmark
 from fsarbench.benchmarks.synth import SynthConfig, ensure_synth
 from fsarbench.config import compose_run_config, config_hash, method_config_roots
 from fsarbench.configs import CONFIG_ROOT
-from fsarbench.data.episodes import EpisodeSpec, episode_set_for, sample_episodes, split_videos
+from fsarbench.data.episodes import (
+    EpisodeDrawer,
+    EpisodeSpec,
+    episode_set_for,
+    split_videos,
+)
 from fsarbench.data.pipelines import build_pipeline
 from fsarbench.errors import FsarbenchError
 from fsarbench.evaluation import evaluate_from_features, evaluate_per_episode
-from fsarbench.features import FeatureKey, FeatureStore, pipeline_hash, weights_hash
+from fsarbench.features import (
+    FeatureKey,
+    FeatureStore,
+    collate_clips,
+    pipeline_hash,
+    weights_hash,
+)
 from fsarbench.paths import data_dir
 from fsarbench.registry import DATASETS, MODELS
 from fsarbench.results import RunRecord, load_record, record_path, run_name, write_record
 from fsarbench.stats import mean_and_ci95
 
-TRAINING = "none"  # meta-training arrives with the training issue
+if TYPE_CHECKING:
+    from fsarbench.training import TrainingResult
 
 
 # --- names ---------------------------------------------------------------------------------
@@ -212,6 +227,185 @@ class SuiteOptions:
     device: str = "cpu"
     progress: bool = True
     synth: SynthConfig | None = None
+    training: str | None = None  # none | finetune | frozen; None: the schedule's default
+    pretrain: bool | None = None  # None: the schedule's default
+    cfg_options: dict = field(default_factory=dict)  # dotted keys merged into every run config
+
+
+@dataclass
+class BenchmarkData:
+    """One benchmark as prepared on this machine: splits, pipelines and the feature keys."""
+
+    benchmark: Benchmark
+    key: str
+    synth: SynthConfig | None
+    prepared: PreparedBenchmark
+    folder: Path
+    decoder: str
+    protocol: dict
+
+    def pipeline(self, train: bool) -> list[dict]:
+        return build_pipeline(self.protocol, train=train, decoder=self.decoder)
+
+    def clips(self, split: str, train: bool = False):
+        return DATASETS.build(
+            dict(
+                type="FewShotClipDataset",
+                benchmark=self.benchmark.name,
+                split=split,
+                pipeline=self.pipeline(train),
+                test_mode=not train,
+                synth=self.synth.__dict__ if self.synth else None,
+            )
+        )
+
+    def videos(self, split: str):
+        return split_videos(self.prepared, self.folder, split)
+
+    def features(
+        self, store: FeatureStore, model, split: str, dtype: str, evaluation: dict, progress: bool
+    ):
+        """Stored features of a split under the test pipeline (embedded on first use)."""
+        key = FeatureKey(
+            self.key,
+            split,
+            model.feature_kind,
+            dtype,
+            weights_hash(model.backbone),
+            pipeline_hash(
+                self.pipeline(False),
+                self.folder / self.prepared.splits[split].annotation,
+                self.prepared.data_root,
+            ),
+        )
+        return store.get_or_embed(
+            key,
+            model,
+            self.clips(split),
+            evaluation["embed_batch_videos"],
+            evaluation["num_workers"],
+            progress,
+        )
+
+
+def load_benchmark_data(benchmark: Benchmark, config, options: SuiteOptions) -> BenchmarkData:
+    synth = options.synth if benchmark.is_synthetic else None
+    if benchmark.is_synthetic:
+        ensure_synth(synth, progress=options.progress)
+    prepared, folder = require_prepared(benchmark, synth)
+    return BenchmarkData(
+        benchmark,
+        benchmark_key(benchmark, synth),
+        synth,
+        prepared,
+        folder,
+        config.benchmark["decoder"],
+        dict(config.protocol),
+    )
+
+
+def training_tag(schedule: dict) -> str:
+    """How the tested weights came about, as recorded: none, finetune, frozen, pretrain+..."""
+    mode = schedule["mode"]
+    if schedule["pretrain"].get("enabled"):
+        return "pretrain" if mode == "none" else f"pretrain+{mode}"
+    return mode
+
+
+def train_model(
+    model,
+    config,
+    data: BenchmarkData,
+    method: str,
+    seed: int,
+    options: SuiteOptions,
+    store: FeatureStore,
+) -> TrainingResult | None:
+    """The schedule's stages (pretraining, then episodic training with selection on val);
+    leaves the selected weights in ``model``. Finished stages are read back, not redone."""
+    from fsarbench.training import meta_train, pretrain_backbone, work_root
+
+    schedule, protocol, evaluation = config.schedule, config.protocol, config.evaluation
+    if schedule["pretrain"].get("enabled"):
+        recipe = schedule["pretrain"]
+        # Shared by every method and shot that pretrains this backbone with this recipe.
+        stage = Config(dict(recipe=recipe, backbone=config.backbone, pipeline=data.pipeline(True)))
+        stage_name = f"{config_hash(stage)[:12]}-seed{seed}"
+        pretrain_dir = work_root() / data.key / "pretrain" / config.backbone_name / stage_name
+        result = pretrain_backbone(
+            model,
+            data.clips("train", train=True),
+            recipe,
+            seed,
+            pretrain_dir,
+            evaluation["num_workers"],
+        )
+        model.backbone.load_state_dict(torch.load(result.checkpoint, weights_only=True))
+    if schedule["mode"] == "none":
+        return None
+    recipe = schedule["meta"]
+    tag = training_tag(schedule)
+    work_dir = (
+        work_root()
+        / data.key
+        / method
+        / f"{config.backbone_name}-{tag}"
+        / f"{protocol['name']}-{protocol['n_way']}way-{protocol['k_shot']}shot-seed{seed}"
+        f"-{config_hash(config)[:12]}"
+    )
+    drawer = EpisodeDrawer(
+        data.videos("train"),
+        protocol["n_way"],
+        protocol["k_shot"],
+        protocol["queries_per_class_train"],
+    )
+    val_spec = EpisodeSpec(
+        protocol["n_way"],
+        protocol["k_shot"],
+        protocol["queries_per_class_test"],
+        int(recipe["val_episodes"]),
+        seed,
+    )
+    val_episodes = episode_set_for(
+        data.videos("val"), val_spec, protocol, data_dir() / "episodes" / data.key
+    )
+    if schedule["mode"] == "frozen":
+        dtype = evaluation["feature_dtype"]
+        train_features = data.features(store, model, "train", dtype, evaluation, options.progress)
+        val_features = data.features(store, model, "val", dtype, evaluation, options.progress)
+        result = meta_train(
+            model,
+            drawer,
+            recipe,
+            seed,
+            work_dir,
+            val_episodes,
+            None,
+            train_features=train_features,
+            train_video_ids=data.videos("train").video_ids,
+            val_features=val_features,
+            num_workers=evaluation["num_workers"],
+        )
+    else:
+        val_loader = DataLoader(
+            data.clips("val"),
+            batch_size=evaluation["embed_batch_videos"],
+            collate_fn=collate_clips,
+            num_workers=evaluation["num_workers"],
+        )
+        result = meta_train(
+            model,
+            drawer,
+            recipe,
+            seed,
+            work_dir,
+            val_episodes,
+            val_loader,
+            train_clips=data.clips("train", train=True),
+            num_workers=evaluation["num_workers"],
+        )
+    model.load_state_dict(torch.load(result.checkpoint, weights_only=True))
+    return result
 
 
 def run_one(
@@ -235,15 +429,20 @@ def run_one(
         queries_per_class=queries,
         episodes=episodes,
         synth=synth.__dict__ if synth else None,
+        training=options.training,
+        pretrain=options.pretrain,
     )
+    if options.cfg_options:
+        config.merge_from_dict(options.cfg_options)
     if options.weights is not None:
         config.weights = str(options.weights.resolve())
-    protocol = config.protocol
+    protocol, evaluation = config.protocol, config.evaluation
+    tag = training_tag(config.schedule)
     key = benchmark_key(benchmark, synth)
     name = run_name(
         protocol["name"], protocol["n_way"], protocol["k_shot"], protocol["test_episodes"], seed
     )
-    path = record_path(options.results_dir, key, method, config.backbone_name, TRAINING, name)
+    path = record_path(options.results_dir, key, method, config.backbone_name, tag, name)
     digest = config_hash(config)
     notes = []
     if path.is_file() and not options.force:
@@ -252,20 +451,8 @@ def run_one(
             return RunOutcome(existing, path, skipped=True)
         notes.append("config changed since the stored record: run again")
 
-    if benchmark.is_synthetic:
-        ensure_synth(synth, progress=options.progress)
-    prepared, prepared_dir = require_prepared(benchmark, synth)
-    pipeline = build_pipeline(protocol, train=False, decoder=config.benchmark["decoder"])
-    dataset = DATASETS.build(
-        dict(
-            type="FewShotClipDataset",
-            benchmark=benchmark.name,
-            split="test",
-            pipeline=pipeline,
-            test_mode=True,
-            synth=synth.__dict__ if synth else None,
-        )
-    )
+    store = store or FeatureStore()
+    data = load_benchmark_data(benchmark, config, options)
     spec = EpisodeSpec(
         protocol["n_way"],
         protocol["k_shot"],
@@ -274,35 +461,20 @@ def run_one(
         seed,
     )
     episode_set = episode_set_for(
-        split_videos(prepared, prepared_dir, "test"), spec, protocol, data_dir() / "episodes" / key
+        data.videos("test"), spec, protocol, data_dir() / "episodes" / key
     )
 
-    torch.manual_seed(seed)  # the untrained model's initialisation is part of the seed
+    torch.manual_seed(seed)  # the model's initialisation is part of the seed
     model = MODELS.build(dict(**config.method, backbone=config.backbone))
     if options.weights is not None:
         load_backbone_weights(model.backbone, options.weights)
     model.to(options.device)
-    evaluation = config.evaluation
+    trained = train_model(model, config, data, method, seed, options, store)
+    model.eval()
     backbone_hash = weights_hash(model.backbone)
     if options.feature_cache:
-        store = store or FeatureStore()
-        feature_key = FeatureKey(
-            key,
-            "test",
-            model.feature_kind,
-            evaluation["feature_dtype"],
-            backbone_hash,
-            pipeline_hash(
-                pipeline, prepared_dir / prepared.splits["test"].annotation, prepared.data_root
-            ),
-        )
-        stored = store.get_or_embed(
-            feature_key,
-            model,
-            dataset,
-            evaluation["embed_batch_videos"],
-            evaluation["num_workers"],
-            options.progress,
+        stored = data.features(
+            store, model, "test", evaluation["feature_dtype"], evaluation, options.progress
         )
         scores = evaluate_from_features(
             model, episode_set, stored, evaluation["episodes_per_batch"], options.progress
@@ -312,7 +484,7 @@ def run_one(
         scores = evaluate_per_episode(
             model,
             episode_set,
-            dataset,
+            data.clips("test"),
             evaluation["feature_dtype"],
             evaluation["num_workers"],
             options.progress,
@@ -325,7 +497,7 @@ def run_one(
         backbone=config.backbone_name,
         benchmark=key,
         split="test",
-        training=TRAINING,
+        training=tag,
         protocol=dict(protocol),
         protocol_name=protocol["name"],
         protocol_version=int(protocol["version"]),
@@ -350,6 +522,9 @@ def run_one(
         wall_time_s=round(time.perf_counter() - started, 3),
         embed_frame_forwards=int(frame_forwards),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        schedule=config.schedule["name"],
+        train_iterations=trained.iterations if trained else 0,
+        best_val_acc=trained.best_val_acc if trained else None,
         notes=notes,
     )
     write_record(record, path)
@@ -420,15 +595,29 @@ def check_inputs(
             ensure_synth(synth, progress=options.progress)
         prepared, prepared_dir = require_prepared(benchmark, synth)
         largest = [w for w in ways if w is not None]
-        protocol = compose_run_config(
+        config = compose_run_config(
             methods[0],
             benchmark,
             n_way=max(largest) if largest else None,
             k_shot=max(shots),
             queries_per_class=queries,
             episodes=1,
-        ).protocol
-        spec = EpisodeSpec(
-            protocol["n_way"], protocol["k_shot"], protocol["queries_per_class_test"], 1, 0
+            synth=synth.__dict__ if synth else None,
+            training=options.training,
+            pretrain=options.pretrain,
         )
-        sample_episodes(split_videos(prepared, prepared_dir, "test"), spec)
+        if options.cfg_options:
+            config.merge_from_dict(options.cfg_options)
+        protocol = config.protocol
+        splits = {"test": protocol["queries_per_class_test"]}
+        if config.schedule["mode"] != "none":
+            splits.update(
+                train=protocol["queries_per_class_train"], val=protocol["queries_per_class_test"]
+            )
+        for split, split_queries in splits.items():
+            EpisodeDrawer(
+                split_videos(prepared, prepared_dir, split),
+                protocol["n_way"],
+                protocol["k_shot"],
+                split_queries,
+            )

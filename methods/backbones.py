@@ -13,7 +13,6 @@ import torch
 from mmaction.models.backbones import ResNet
 from torch import nn
 
-import fsarbench._quiet  # noqa: F401
 from fsarbench.registry import MODELS
 
 _RESNET_WIDTH = {18: 64, 34: 64, 50: 256, 101: 256, 152: 256}

@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModel
 
-import fsarbench._quiet  # noqa: F401
 from fsarbench.registry import MODELS
 
 FEATURE_KINDS = ("pooled", "maps")
@@ -43,17 +42,22 @@ class FewShotRecognizer(BaseModel):
             raise ValueError(f"feature_kind must be one of {FEATURE_KINDS}")
         self.backbone = MODELS.build(backbone)
 
+    def init_weights(self) -> None:
+        """Keep the weights as they are: they come from the run's seed or from a file, and
+        MMEngine's Runner, which calls this before training, must not re-initialise them."""
+
     # --- features -------------------------------------------------------------------------
 
-    def embed(self, clips: torch.Tensor) -> torch.Tensor:
-        """uint8 clips ``[B, T, 3, H, W]`` -> features ``[B, T, C]`` or ``[B, T, C, h, w]``."""
+    def embed(self, clips: torch.Tensor, kind: str | None = None) -> torch.Tensor:
+        """uint8 clips ``[B, T, 3, H, W]`` -> features ``[B, T, C]`` (pooled) or
+        ``[B, T, C, h, w]`` (maps); ``kind`` defaults to what the head declares."""
         batch, frames = clips.shape[:2]
         device = self.backbone.mean.device
         pixels = clips.flatten(0, 1).to(device=device, dtype=torch.float32)  # [B*T, 3, H, W]
         pixels = (pixels - self.backbone.mean) / self.backbone.std
         maps = self.backbone(pixels)  # [B*T, C, h, w]
         maps = maps.unflatten(0, (batch, frames))  # [B, T, C, h, w]
-        return maps.mean(dim=(-2, -1)) if self.feature_kind == "pooled" else maps
+        return maps.mean(dim=(-2, -1)) if (kind or self.feature_kind) == "pooled" else maps
 
     # --- heads ----------------------------------------------------------------------------
 

@@ -131,3 +131,17 @@ def test_bad_split_files_exit_2_and_write_nothing(capsys, tmp_path, fsarbench_ho
     code, _, err = run_cli(capsys, "data", "splits", "ucf101", "--from", str(source))
     assert code == 2 and "sha256" in err and "fix:" in err
     assert not (fsarbench_home / "data" / "benchmarks" / "ucf101" / "splits").exists()
+
+
+def test_config_prints_the_merged_config(capsys):
+    assert main(["config", "protonet", "ucf101", "--shot", "5", "--train", "finetune"]) == 0
+    out = capsys.readouterr().out
+    for fragment in (
+        "k_shot=5",
+        "mode='finetune'",
+        "type='FrameResNet'",
+        "depth=50",
+        "name='trx-sgd'",
+        "# config hash: ",
+    ):
+        assert fragment in out, fragment

@@ -28,6 +28,7 @@ def home(tiny_synth_home, monkeypatch):
 
 
 def options(tmp_path, **kw):
+    kw.setdefault("training", "none")  # training has its own tests (test_training.py)
     return SuiteOptions(results_dir=tmp_path / "results", progress=False, synth=TINY_SYNTH, **kw)
 
 
@@ -148,6 +149,8 @@ def test_cli_run_then_report(home, tmp_path, capsys):
     code = main(
         [
             "run",
+            "--train",
+            "none",
             "--methods",
             "protonet,protonet_cos_framewise",
             "--synth",
@@ -172,6 +175,8 @@ def test_cli_run_then_report(home, tmp_path, capsys):
         main(
             [
                 "run",
+                "--train",
+                "none",
                 "--methods",
                 "protonet",
                 "--synth",

@@ -16,6 +16,8 @@ def register(subparsers) -> None:
     parser.add_argument("--way", type=int, default=None)
     parser.add_argument("--shot", type=int, default=None)
     parser.add_argument("--episodes", type=int, default=None)
+    parser.add_argument("--train", choices=("none", "finetune", "frozen"), default=None)
+    parser.add_argument("--pretrain", action=argparse.BooleanOptionalAction, default=None)
     parser.set_defaults(handler=run)
 
 
@@ -27,6 +29,8 @@ def run(args: argparse.Namespace) -> int:
         n_way=args.way,
         k_shot=args.shot,
         episodes=args.episodes,
+        training=args.train,
+        pretrain=args.pretrain,
     )
     print(config.pretty_text)
     print(f"# config hash: {config_hash(config)}")

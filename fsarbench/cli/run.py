@@ -6,6 +6,8 @@ import argparse
 from dataclasses import fields
 from pathlib import Path
 
+from mmengine.config import DictAction
+
 from fsarbench.benchmarks.synth import SynthConfig
 from fsarbench.cli.report import print_leaderboard
 from fsarbench.console import stderr
@@ -69,6 +71,30 @@ def register(subparsers) -> None:
         help="backbone state dict to load (default: the seeded initialisation)",
     )
     parser.add_argument(
+        "--train",
+        choices=("none", "finetune", "frozen"),
+        default=None,
+        help="none: test the backbone as given; finetune: episodic training end to end; "
+        "frozen: train the head on stored features (default: the benchmark's schedule; "
+        "synth: pretraining, then frozen)",
+    )
+    parser.add_argument(
+        "--pretrain",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="pretrain the backbone by classification over the train classes first "
+        "(default: the schedule's choice)",
+    )
+    parser.add_argument(
+        "--cfg-options",
+        nargs="+",
+        action=DictAction,
+        default={},
+        metavar="KEY=VALUE",
+        help="override config values, MMEngine style: schedule.meta.iters=500 "
+        "evaluation.feature_dtype=float32 (`fsarbench config` shows the keys)",
+    )
+    parser.add_argument(
         "--no-feature-cache",
         action="store_true",
         help="embed every episode's videos again instead of once per video",
@@ -102,6 +128,9 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         progress=stderr.is_terminal,
         synth=args.synth,
+        training=args.train,
+        pretrain=args.pretrain,
+        cfg_options=args.cfg_options,
     )
     ways, shots = args.ways or [None], args.shots or [1, 5]
     total = len(methods) * len(benchmarks) * len(ways) * len(shots) * len(args.seeds)

@@ -122,43 +122,75 @@ class EpisodeSet:
         return len(self.support)
 
 
+@dataclass(frozen=True)
+class Episode:
+    """One episode: indices into the split's videos; labels are episode-local (0..N-1)."""
+
+    classes: np.ndarray  # [N] split class index of each local label
+    support: np.ndarray  # [N*K], shuffled
+    support_labels: np.ndarray  # [N*K]
+    query: np.ndarray  # [N*q]
+    query_labels: np.ndarray  # [N*q]
+
+
+class EpisodeDrawer:
+    """Draws episodes of one shape from a split: support and query disjoint, exactly K and q
+    per class, support order shuffled. Raises if the split cannot supply the shape."""
+
+    def __init__(self, videos: SplitVideos, n_way: int, k_shot: int, queries_per_class: int):
+        self.n_way, self.k_shot, self.queries = n_way, k_shot, queries_per_class
+        need = k_shot + queries_per_class
+        by_class: dict[int, list[int]] = {}
+        for index, label in enumerate(videos.labels):
+            by_class.setdefault(label, []).append(index)
+        self.eligible = np.array(
+            sorted(c for c, members in by_class.items() if len(members) >= need)
+        )
+        if len(self.eligible) < n_way:
+            raise FsarbenchError(
+                f"{videos.benchmark} {videos.split}: only {len(self.eligible)} classes have at "
+                f"least {need} present videos ({k_shot} shot{'s' * (k_shot > 1)} + "
+                f"{queries_per_class} quer{'ies' if queries_per_class > 1 else 'y'}), "
+                f"fewer than the {n_way} ways asked for",
+                "ask for fewer ways, shots or queries, or prepare the missing videos "
+                "(`fsarbench ls benchmarks` shows the coverage)",
+            )
+        self.members = {c: np.asarray(by_class[c]) for c in self.eligible}
+
+    def draw(self, rng: np.random.Generator) -> Episode:
+        need = self.k_shot + self.queries
+        chosen = rng.choice(self.eligible, size=self.n_way, replace=False)
+        picks = np.stack([rng.choice(self.members[c], size=need, replace=False) for c in chosen])
+        shots, queries = picks[:, : self.k_shot].reshape(-1), picks[:, self.k_shot :].reshape(-1)
+        order = rng.permutation(len(shots))  # no head may rely on a class-sorted support
+        local = np.arange(self.n_way)
+        return Episode(
+            classes=chosen,
+            support=shots[order],
+            support_labels=np.repeat(local, self.k_shot)[order],
+            query=queries,
+            query_labels=np.repeat(local, self.queries),
+        )
+
+
 def sample_episodes(
     videos: SplitVideos, spec: EpisodeSpec, protocol: dict | None = None
 ) -> EpisodeSet:
-    """Draw ``spec.episodes`` episodes; support and query disjoint, exactly K and q per class."""
-    need = spec.k_shot + spec.queries_per_class
-    by_class: dict[int, list[int]] = {}
-    for index, label in enumerate(videos.labels):
-        by_class.setdefault(label, []).append(index)
-    eligible = np.array(sorted(c for c, members in by_class.items() if len(members) >= need))
-    if len(eligible) < spec.n_way:
-        raise FsarbenchError(
-            f"{videos.benchmark} {videos.split}: only {len(eligible)} classes have at least "
-            f"{need} present videos ({spec.k_shot} shot{'s' * (spec.k_shot > 1)} + "
-            f"{spec.queries_per_class} quer{'ies' if spec.queries_per_class > 1 else 'y'}), "
-            f"fewer than the {spec.n_way} ways asked for",
-            "ask for fewer ways, shots or queries, or prepare the missing videos "
-            "(`fsarbench ls benchmarks` shows the coverage)",
-        )
-    members = {c: np.asarray(by_class[c]) for c in eligible}
+    """Draw ``spec.episodes`` episodes in sequence from one generator seeded with the seed."""
+    drawer = EpisodeDrawer(videos, spec.n_way, spec.k_shot, spec.queries_per_class)
     rng = np.random.default_rng(spec.seed)
-    n_support, n_query = spec.n_way * spec.k_shot, spec.n_way * spec.queries_per_class
-    classes = np.empty((spec.episodes, spec.n_way), dtype=np.int32)
-    support = np.empty((spec.episodes, n_support), dtype=np.int32)
-    support_labels = np.empty((spec.episodes, n_support), dtype=np.int64)
-    query = np.empty((spec.episodes, n_query), dtype=np.int32)
-    query_labels = np.empty((spec.episodes, n_query), dtype=np.int64)
-    local = np.arange(spec.n_way)
-    for episode in range(spec.episodes):
-        chosen = rng.choice(eligible, size=spec.n_way, replace=False)
-        picks = np.stack([rng.choice(members[c], size=need, replace=False) for c in chosen])
-        shots, queries = picks[:, : spec.k_shot].reshape(-1), picks[:, spec.k_shot :].reshape(-1)
-        order = rng.permutation(n_support)  # no head may rely on a class-sorted support
-        classes[episode] = chosen
-        support[episode] = shots[order]
-        support_labels[episode] = np.repeat(local, spec.k_shot)[order]
-        query[episode] = queries
-        query_labels[episode] = np.repeat(local, spec.queries_per_class)
+    drawn = [drawer.draw(rng) for _ in range(spec.episodes)]
+
+    def stack(name: str, dtype) -> np.ndarray:
+        width = {
+            "classes": spec.n_way,
+            "support": spec.n_way * spec.k_shot,
+            "query": spec.n_way * spec.queries_per_class,
+        }[name.removesuffix("_labels")]
+        if not drawn:
+            return np.empty((0, width), dtype=dtype)
+        return np.stack([getattr(episode, name) for episode in drawn]).astype(dtype)
+
     return EpisodeSet(
         benchmark=videos.benchmark,
         split=videos.split,
@@ -167,11 +199,11 @@ def sample_episodes(
         video_ids=videos.video_ids,
         class_names=videos.classes,
         available_hash=videos.content_hash,
-        classes=classes,
-        support=support,
-        support_labels=support_labels,
-        query=query,
-        query_labels=query_labels,
+        classes=stack("classes", np.int32),
+        support=stack("support", np.int32),
+        support_labels=stack("support_labels", np.int64),
+        query=stack("query", np.int32),
+        query_labels=stack("query_labels", np.int64),
     )
 
 

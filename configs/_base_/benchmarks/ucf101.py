@@ -1,2 +1,8 @@
 # The ucf101 benchmark, prepared by `fsarbench data`; the TRX protocol and ResNet-50 by default.
-benchmark = dict(name="ucf101", decoder="decord", protocol="trx_5way", backbone="resnet50")
+benchmark = dict(
+    name="ucf101",
+    decoder="decord",
+    protocol="trx_5way",
+    backbone="resnet50",
+    schedule="trx_sgd",
+)

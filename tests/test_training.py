@@ -1,0 +1,163 @@
+"""Meta-training through MMEngine's Runner on a tiny synth: stages, selection, resume."""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY_SYNTH
+from fsarbench.benchmarks.prepare import require_prepared
+from fsarbench.benchmarks.registry import get_benchmark
+from fsarbench.data.episodes import EpisodeDrawer, split_videos
+from fsarbench.errors import FsarbenchError
+from fsarbench.runs import SuiteOptions, run_one
+from fsarbench.training import (
+    EpisodicTrainData,
+    IndexedTrainLoop,
+    _load_local_checkpoint,
+    work_root,
+)
+
+SYNTH = get_benchmark("synth")
+TINY_SCHEDULE = {
+    "protocol.queries_per_class_train": 2,
+    "schedule.meta.iters": 6,
+    "schedule.meta.val_interval": 2,
+    "schedule.meta.val_episodes": 10,
+    "schedule.meta.log_interval": 2,
+    "schedule.pretrain.iters": 4,
+    "schedule.pretrain.checkpoint_interval": 2,
+    "schedule.pretrain.batch_videos": 4,
+    "schedule.pretrain.log_interval": 2,
+    "evaluation.num_workers": 0,
+}
+
+
+@pytest.fixture
+def home(tiny_synth_home, monkeypatch, tmp_path):
+    # Training writes work folders: a fresh home that shares the tiny synth's videos.
+    home = tmp_path / "home"
+    (home / "cache").mkdir(parents=True)
+    (home / "cache" / "synth").symlink_to(tiny_synth_home / "cache" / "synth")
+    monkeypatch.setenv("FSARBENCH_HOME", str(home))
+    return home
+
+
+def run(method, results, training, pretrain=False, seed=0, **kw):
+    options = SuiteOptions(
+        results_dir=results,
+        progress=False,
+        synth=TINY_SYNTH,
+        training=training,
+        pretrain=pretrain,
+        cfg_options=dict(TINY_SCHEDULE),
+        **kw,
+    )
+    return run_one(method, SYNTH, None, 1, seed, 20, None, options)
+
+
+def test_training_episode_i_is_a_function_of_seed_and_i(home):
+    prepared, folder = require_prepared(SYNTH, TINY_SYNTH)
+    from fsarbench.data.pipelines import build_pipeline
+    from fsarbench.registry import DATASETS
+
+    clips = DATASETS.build(
+        dict(
+            type="FewShotClipDataset",
+            benchmark="synth",
+            split="train",
+            test_mode=False,
+            synth={k: getattr(TINY_SYNTH, k) for k in TINY_SYNTH.__dataclass_fields__},
+            pipeline=build_pipeline(
+                dict(num_frames=8, resize_short=32, crop=24, hflip=True), train=True
+            ),
+        )
+    )
+    drawer = EpisodeDrawer(split_videos(prepared, folder, "train"), 5, 1, 2)
+    first, second = (EpisodicTrainData(drawer, 7, 10, clips=clips) for _ in range(2))
+    np.random.seed(123)  # global state must not matter
+    a = first[3]
+    np.random.seed(999)
+    b = second[3]
+    assert torch.equal(a["support"], b["support"]) and torch.equal(a["query"], b["query"])
+    assert torch.equal(a["support_labels"], b["support_labels"])
+    assert not torch.equal(first[4]["support"], a["support"])
+    assert a["support"].shape == (5, 8, 3, 24, 24) and a["query"].shape == (10, 8, 3, 24, 24)
+
+
+def test_finetune_selects_on_val_and_records_it(home, tmp_path):
+    outcome = run("protonet", tmp_path / "results", "finetune")
+    record = outcome.record
+    assert record.training == "finetune" and record.train_iterations == 6
+    assert record.best_val_acc is not None and 0 <= record.best_val_acc <= 100
+    work = list((work_root()).rglob("done.json"))
+    assert len(work) == 1
+    assert (work[0].parent / "scalars.json").exists() or list(work[0].parent.rglob("scalars.json"))
+    # The tested weights are the selected ones, not the initial ones.
+    untrained = run("protonet", tmp_path / "results", "none").record
+    assert record.backbone_weights_hash != untrained.backbone_weights_hash
+
+
+def test_a_finished_run_is_not_trained_again(home, tmp_path, monkeypatch):
+    first = run("protonet", tmp_path / "results", "finetune").record
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(IndexedTrainLoop, "run_iter", refuse)
+    again = run("protonet", tmp_path / "results", "finetune", force=True).record
+    assert again.episode_accuracies == first.episode_accuracies
+
+
+def test_interrupted_training_resumes_to_the_same_result(home, tmp_path, monkeypatch):
+    reference = run("protonet", tmp_path / "reference", "finetune", seed=1).record
+    for done in list(work_root().rglob("done.json")):  # start over in the same home
+        shutil.rmtree(done.parent)
+
+    original = IndexedTrainLoop.run_iter
+
+    def interrupted(self, data_batch):
+        if self._iter == 3:
+            raise KeyboardInterrupt
+        original(self, data_batch)
+
+    monkeypatch.setattr(IndexedTrainLoop, "run_iter", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run("protonet", tmp_path / "resumed", "finetune", seed=1)
+    assert not (tmp_path / "resumed" / "runs").exists()  # no record from a broken run
+    monkeypatch.setattr(IndexedTrainLoop, "run_iter", original)
+    resumed = run("protonet", tmp_path / "resumed", "finetune", seed=1).record
+    assert resumed.episode_accuracies == reference.episode_accuracies
+    assert resumed.checkpoint_hash == reference.checkpoint_hash
+
+
+def test_pretrain_then_frozen_head_training(home, tmp_path):
+    record = run("protonet_tsn_ln_dot", tmp_path / "results", "frozen", pretrain=True).record
+    assert record.training == "pretrain+frozen" and record.train_iterations == 6
+    # ProtoNet's Euclidean metric has nothing to train on a frozen backbone: pretraining only.
+    plain = run("protonet", tmp_path / "results", "frozen", pretrain=True).record
+    assert plain.train_iterations == 0 and plain.training == "pretrain+frozen"
+    # Both used the same pretrained backbone (one pretraining stage, shared).
+    assert plain.backbone_weights_hash == record.backbone_weights_hash
+    assert len(list(work_root().rglob("backbone.pth"))) == 1
+
+
+def test_checkpoint_loader_trusts_only_fsarbench_files(home, tmp_path):
+    payload = {"state_dict": {"w": torch.zeros(2)}, "meta": np.float64(1.0)}
+    inside = work_root() / "x" / "run.pth"
+    inside.parent.mkdir(parents=True)
+    torch.save(payload, inside)
+    assert _load_local_checkpoint(str(inside))["meta"] == 1.0
+    outside = tmp_path / "foreign.pth"
+    torch.save(payload, outside)
+    with pytest.raises(pickle.UnpicklingError):
+        _load_local_checkpoint(str(outside))
+
+
+def test_unknown_training_mode(home, tmp_path):
+    with pytest.raises(FsarbenchError, match="unknown training mode"):
+        run("protonet", tmp_path, "sometimes")
