@@ -21,6 +21,8 @@ from fsarbench.benchmarks.registry import Benchmark
 from fsarbench.configs import CONFIG_ROOT, config_path
 from fsarbench.errors import FsarbenchError
 
+TRAINING_MODES = ("none", "finetune", "frozen")
+
 
 def _fragment_names(kind: str) -> list[str]:
     return sorted(p.stem for p in (CONFIG_ROOT / "_base_" / kind).glob("*.py"))
@@ -114,9 +116,9 @@ def compose_run_config(
         raise FsarbenchError(f"synth settings were given for {benchmark.name}, a real benchmark")
     schedule = load_fragment("schedules", bench["schedule"])["schedule"]
     if training is not None:
-        if training not in ("none", "finetune", "frozen"):
+        if training not in TRAINING_MODES:
             raise FsarbenchError(
-                f"unknown training mode {training!r}", "use none, finetune or frozen"
+                f"unknown training mode {training!r}", f"use one of {', '.join(TRAINING_MODES)}"
             )
         schedule["mode"] = training
     if pretrain is not None:

@@ -41,8 +41,6 @@ from fsarbench.paths import cache_dir
 from fsarbench.registry import LOOPS, METRICS
 from fsarbench.stats import mean_and_ci95
 
-TRAINING_MODES = ("none", "finetune", "frozen")
-
 
 def work_root() -> Path:
     """Where training runs keep their MMEngine work folders (checkpoints, logs, scalars)."""

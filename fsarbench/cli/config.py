@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from fsarbench.benchmarks.registry import get_benchmark
-from fsarbench.config import compose_run_config, config_hash
+from fsarbench.config import TRAINING_MODES, compose_run_config, config_hash
 from fsarbench.runs import resolve_methods
 
 
@@ -16,7 +16,7 @@ def register(subparsers) -> None:
     parser.add_argument("--way", type=int, default=None)
     parser.add_argument("--shot", type=int, default=None)
     parser.add_argument("--episodes", type=int, default=None)
-    parser.add_argument("--train", choices=("none", "finetune", "frozen"), default=None)
+    parser.add_argument("--train", choices=TRAINING_MODES, default=None)
     parser.add_argument("--pretrain", action=argparse.BooleanOptionalAction, default=None)
     parser.set_defaults(handler=run)
 

@@ -10,6 +10,7 @@ from mmengine.config import DictAction
 
 from fsarbench.benchmarks.synth import SynthConfig
 from fsarbench.cli.report import print_leaderboard
+from fsarbench.config import TRAINING_MODES
 from fsarbench.console import stderr
 from fsarbench.runs import (
     RunOutcome,
@@ -72,7 +73,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--train",
-        choices=("none", "finetune", "frozen"),
+        choices=TRAINING_MODES,
         default=None,
         help="none: test the backbone as given; finetune: episodic training end to end; "
         "frozen: train the head on stored features (default: the benchmark's schedule; "
