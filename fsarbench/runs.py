@@ -369,41 +369,36 @@ def train_model(
     val_episodes = episode_set_for(
         data.videos("val"), val_spec, protocol, data_dir() / "episodes" / data.key
     )
-    if schedule["mode"] == "frozen":
+    if schedule["mode"] == "frozen":  # the head trains on stored features of a fixed backbone
         dtype = evaluation["feature_dtype"]
-        train_features = data.features(store, model, "train", dtype, evaluation, options.progress)
-        val_features = data.features(store, model, "val", dtype, evaluation, options.progress)
-        result = meta_train(
-            model,
-            drawer,
-            recipe,
-            seed,
-            work_dir,
-            val_episodes,
-            None,
-            train_features=train_features,
+        sources = dict(
+            val_loader=None,
+            train_features=data.features(
+                store, model, "train", dtype, evaluation, options.progress
+            ),
             train_video_ids=data.videos("train").video_ids,
-            val_features=val_features,
-            num_workers=evaluation["num_workers"],
+            val_features=data.features(store, model, "val", dtype, evaluation, options.progress),
         )
-    else:
-        val_loader = DataLoader(
-            data.clips("val"),
-            batch_size=evaluation["embed_batch_videos"],
-            collate_fn=collate_clips,
-            num_workers=evaluation["num_workers"],
-        )
-        result = meta_train(
-            model,
-            drawer,
-            recipe,
-            seed,
-            work_dir,
-            val_episodes,
-            val_loader,
+    else:  # finetune: clips with the train pipeline; val embedded with the current weights
+        sources = dict(
+            val_loader=DataLoader(
+                data.clips("val"),
+                batch_size=evaluation["embed_batch_videos"],
+                collate_fn=collate_clips,
+                num_workers=evaluation["num_workers"],
+            ),
             train_clips=data.clips("train", train=True),
-            num_workers=evaluation["num_workers"],
         )
+    result = meta_train(
+        model,
+        drawer,
+        recipe,
+        seed,
+        work_dir,
+        val_episodes,
+        num_workers=evaluation["num_workers"],
+        **sources,
+    )
     model.load_state_dict(torch.load(result.checkpoint, weights_only=True))
     return result
 

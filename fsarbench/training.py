@@ -299,6 +299,7 @@ _RUNNER_NOISE = (
     "Load checkpoint from",
     "Advance dataloader",
     "Auto resumed from the latest checkpoint",
+    "Did not find last_checkpoint",
     "resumed epoch",
     "The best checkpoint",
 )
