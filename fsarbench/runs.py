@@ -403,18 +403,17 @@ def train_model(
     return result
 
 
-def run_one(
+def suite_run_config(
     method: str,
     benchmark: Benchmark,
     n_way: int | None,
-    k_shot: int,
-    seed: int,
-    episodes: int | None,
+    k_shot: int | None,
     queries: int | None,
+    episodes: int | None,
     options: SuiteOptions,
-    store: FeatureStore | None = None,
-) -> RunOutcome:
-    started = time.perf_counter()
+) -> Config:
+    """The composed config of one run with the suite's options (synth settings, training
+    mode, pretraining, ``--cfg-options``) applied."""
     synth = options.synth if benchmark.is_synthetic else None
     config = compose_run_config(
         method,
@@ -429,6 +428,23 @@ def run_one(
     )
     if options.cfg_options:
         config.merge_from_dict(options.cfg_options)
+    return config
+
+
+def run_one(
+    method: str,
+    benchmark: Benchmark,
+    n_way: int | None,
+    k_shot: int,
+    seed: int,
+    episodes: int | None,
+    queries: int | None,
+    options: SuiteOptions,
+    store: FeatureStore | None = None,
+) -> RunOutcome:
+    started = time.perf_counter()
+    synth = options.synth if benchmark.is_synthetic else None
+    config = suite_run_config(method, benchmark, n_way, k_shot, queries, episodes, options)
     if options.weights is not None:
         config.weights = str(options.weights.resolve())
     protocol, evaluation = config.protocol, config.evaluation
@@ -590,19 +606,15 @@ def check_inputs(
             ensure_synth(synth, progress=options.progress)
         prepared, prepared_dir = require_prepared(benchmark, synth)
         largest = [w for w in ways if w is not None]
-        config = compose_run_config(
+        config = suite_run_config(
             methods[0],
             benchmark,
-            n_way=max(largest) if largest else None,
-            k_shot=max(shots),
-            queries_per_class=queries,
-            episodes=1,
-            synth=synth.__dict__ if synth else None,
-            training=options.training,
-            pretrain=options.pretrain,
+            max(largest) if largest else None,
+            max(shots),
+            queries,
+            1,
+            options,
         )
-        if options.cfg_options:
-            config.merge_from_dict(options.cfg_options)
         protocol = config.protocol
         splits = {"test": protocol["queries_per_class_test"]}
         if config.schedule["mode"] != "none":

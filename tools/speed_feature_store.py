@@ -23,51 +23,34 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fsarbench.benchmarks.prepare import require_prepared
 from fsarbench.benchmarks.registry import get_benchmark
-from fsarbench.benchmarks.synth import ensure_synth
-from fsarbench.config import compose_run_config
-from fsarbench.data.episodes import EpisodeSpec, sample_episodes, split_videos
-from fsarbench.data.pipelines import build_pipeline
+from fsarbench.data.episodes import EpisodeSpec, sample_episodes
 from fsarbench.evaluation import evaluate_from_features, evaluate_per_episode
-from fsarbench.features import FeatureKey, FeatureStore, pipeline_hash, weights_hash
-from fsarbench.registry import DATASETS, MODELS
+from fsarbench.features import FeatureStore
+from fsarbench.registry import MODELS
+from fsarbench.runs import SuiteOptions, load_benchmark_data, suite_run_config
 
 
 def measure(k_shot: int, episodes: int, method: str) -> dict:
     benchmark = get_benchmark("synth")
-    ensure_synth()
-    config = compose_run_config(method, benchmark, k_shot=k_shot, episodes=episodes)
+    options = SuiteOptions(progress=True, training="none")
+    config = suite_run_config(method, benchmark, None, k_shot, None, episodes, options)
     protocol, evaluation = config.protocol, config.evaluation
-    prepared, folder = require_prepared(benchmark)
-    pipeline = build_pipeline(protocol, train=False, decoder=config.benchmark["decoder"])
-    dataset = DATASETS.build(
-        dict(type="FewShotClipDataset", benchmark="synth", split="test", pipeline=pipeline)
-    )
+    data = load_benchmark_data(benchmark, config, options)
     spec = EpisodeSpec(protocol["n_way"], k_shot, protocol["queries_per_class_test"], episodes, 0)
-    episode_set = sample_episodes(split_videos(prepared, folder, "test"), spec, protocol)
+    episode_set = sample_episodes(data.videos("test"), spec, protocol)
     torch.manual_seed(0)
     model = MODELS.build(dict(**config.method, backbone=config.backbone))
     model.eval()
 
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch:  # a fresh store: every video embedded
         started = time.perf_counter()
-        key = FeatureKey(
-            "synth",
-            "test",
-            model.feature_kind,
-            evaluation["feature_dtype"],
-            weights_hash(model.backbone),
-            pipeline_hash(
-                pipeline, folder / prepared.splits["test"].annotation, prepared.data_root
-            ),
-        )
-        stored = FeatureStore(Path(scratch)).get_or_embed(
-            key,
+        stored = data.features(
+            FeatureStore(Path(scratch)),
             model,
-            dataset,
-            evaluation["embed_batch_videos"],
-            evaluation["num_workers"],
+            "test",
+            evaluation["feature_dtype"],
+            evaluation,
             progress=True,
         )
         cached = evaluate_from_features(
@@ -77,7 +60,7 @@ def measure(k_shot: int, episodes: int, method: str) -> dict:
     naive = evaluate_per_episode(
         model,
         episode_set,
-        dataset,
+        data.clips("test"),
         evaluation["feature_dtype"],
         evaluation["num_workers"],
         progress=True,

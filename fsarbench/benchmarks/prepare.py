@@ -276,6 +276,28 @@ def _probe_all(
     return probes
 
 
+@dataclass(frozen=True)
+class AnnotationEntry:
+    relative: str  # path under the data root
+    video_id: str  # the benchmark's id: file name without extension, or frame folder name
+    label: int  # index into the split's classes
+    frames: int | None  # frame count of a frame folder; None for videos
+
+
+def read_annotation(path: Path, media: str) -> list[AnnotationEntry]:
+    """Parse an annotation list written by :func:`prepare_benchmark` (tab-delimited)."""
+    entries = []
+    for line in path.read_text().splitlines():
+        fields = line.split("\t")
+        relative, label = fields[0], int(fields[-1])
+        name = relative.rsplit("/", 1)[-1]
+        if media == "frames":
+            entries.append(AnnotationEntry(relative, name, label, int(fields[1])))
+        else:
+            entries.append(AnnotationEntry(relative, os.path.splitext(name)[0], label, None))
+    return entries
+
+
 def load_prepared(folder: Path) -> PreparedBenchmark:
     """Read a prepared manifest; ``data_root`` comes back absolute."""
     prepared = PreparedBenchmark.from_json(json.loads((folder / MANIFEST).read_text()))

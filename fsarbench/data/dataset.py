@@ -8,11 +8,12 @@ video id, which the feature store and the episode files key on.
 from __future__ import annotations
 
 import os.path as osp
+from pathlib import Path
 
 from mmaction.datasets import BaseActionDataset
 
 from fsarbench._quiet import quiet_mmengine_logger
-from fsarbench.benchmarks.prepare import FRAME_TEMPLATE, require_prepared
+from fsarbench.benchmarks.prepare import FRAME_TEMPLATE, read_annotation, require_prepared
 from fsarbench.benchmarks.registry import SPLITS, get_benchmark
 from fsarbench.benchmarks.synth import SynthConfig
 from fsarbench.errors import FsarbenchError
@@ -60,23 +61,17 @@ class FewShotClipDataset(BaseActionDataset):
     def load_data_list(self) -> list[dict]:
         root = self.data_prefix["video"]
         data_list = []
-        with open(self.ann_file) as handle:
-            for line in handle:
-                fields = line.rstrip("\n").split("\t")
-                relative, label = fields[0], int(fields[-1])
-                info = dict(
-                    label=label,
-                    video_id=osp.splitext(osp.basename(relative))[0],
-                    class_name=self.classes[label],
+        for entry in read_annotation(Path(self.ann_file), self.media):
+            info = dict(
+                label=entry.label, video_id=entry.video_id, class_name=self.classes[entry.label]
+            )
+            if self.media == "frames":
+                info.update(
+                    frame_dir=osp.join(root, entry.relative),
+                    total_frames=entry.frames,
+                    filename_tmpl=FRAME_TEMPLATE,
                 )
-                if self.media == "frames":
-                    info.update(
-                        frame_dir=osp.join(root, relative),
-                        total_frames=int(fields[1]),
-                        filename_tmpl=FRAME_TEMPLATE,
-                        video_id=osp.basename(relative),
-                    )
-                else:
-                    info["filename"] = osp.join(root, relative)
-                data_list.append(info)
+            else:
+                info["filename"] = osp.join(root, entry.relative)
+            data_list.append(info)
         return data_list

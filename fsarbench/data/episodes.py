@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fsarbench.benchmarks.prepare import PreparedBenchmark
+from fsarbench.benchmarks.prepare import PreparedBenchmark, read_annotation
 from fsarbench.errors import FsarbenchError
 from fsarbench.fileio import atomic_write_bytes
 
@@ -61,15 +61,13 @@ class SplitVideos:
 
 def split_videos(prepared: PreparedBenchmark, prepared_dir: Path, split: str) -> SplitVideos:
     coverage = prepared.splits[split]
-    ids, labels = [], []
-    for line in (prepared_dir / coverage.annotation).read_text().splitlines():
-        fields = line.split("\t")
-        relative = fields[0]
-        name = relative.rsplit("/", 1)[-1]
-        ids.append(name if prepared.media == "frames" else name.rsplit(".", 1)[0])
-        labels.append(int(fields[-1]))
+    entries = read_annotation(prepared_dir / coverage.annotation, prepared.media)
     return SplitVideos(
-        prepared.benchmark, split, tuple(coverage.classes), tuple(ids), tuple(labels)
+        prepared.benchmark,
+        split,
+        tuple(coverage.classes),
+        tuple(e.video_id for e in entries),
+        tuple(e.label for e in entries),
     )
 
 
