@@ -22,6 +22,8 @@ from fsarbench.configs import CONFIG_ROOT, config_path
 from fsarbench.errors import FsarbenchError
 
 TRAINING_MODES = ("none", "finetune", "frozen")
+# The key of a method config's `schedules` / `method_overrides` that covers every real benchmark.
+REAL_BENCHMARKS = "real"
 
 
 def _fragment_names(kind: str) -> list[str]:
@@ -62,9 +64,11 @@ def method_config_file(name: str) -> Path:
     )
 
 
-def method_config(name: str) -> dict:
-    """The ``method`` dict of a method config. A config may name the modules that register its
-    method in MMEngine's ``custom_imports`` (a method kept outside fsarbench)."""
+def load_method_file(name: str) -> dict:
+    """A method config file's variables: ``method`` (the model), and optionally ``schedules``
+    (the training recipe per benchmark) and ``method_overrides`` (model settings per
+    benchmark). A config may name the modules that register its method in MMEngine's
+    ``custom_imports`` (a method kept outside fsarbench)."""
     path = method_config_file(name)
     config = Config.fromfile(str(path)).to_dict()
     imports = config.get("custom_imports", {}).get("imports", [])
@@ -74,7 +78,50 @@ def method_config(name: str) -> dict:
         import_modules_from_strings(imports)
     if "method" not in config:
         raise FsarbenchError(f"{path} defines no `method`", "add method = dict(type=...)")
-    return config["method"]
+    benchmarks = set(_fragment_names("benchmarks"))
+    for table in ("schedules", "method_overrides"):
+        unknown = sorted(set(config.get(table, {})) - benchmarks - {REAL_BENCHMARKS})
+        if unknown:
+            raise FsarbenchError(
+                f"{path}: `{table}` names unknown benchmarks {', '.join(unknown)}",
+                f"use benchmark config names ({', '.join(sorted(benchmarks))}) or "
+                f"{REAL_BENCHMARKS!r} for every real benchmark",
+            )
+    for benchmark, schedule in config.get("schedules", {}).items():
+        if schedule not in _fragment_names("schedules"):
+            raise FsarbenchError(
+                f"{path}: schedules[{benchmark!r}] names no schedule {schedule!r}",
+                f"use one of: {', '.join(_fragment_names('schedules'))}",
+            )
+    config["path"] = str(path)
+    return config
+
+
+def method_config(name: str, benchmark: Benchmark | None = None) -> dict:
+    """The ``method`` dict of a method config, with its overrides for ``benchmark``."""
+    config = load_method_file(name)
+    method = dict(config["method"])
+    if benchmark is not None:
+        overrides = config.get("method_overrides", {})
+        key = benchmark_fragment_name(benchmark)
+        if key not in overrides and not benchmark.is_synthetic:
+            key = REAL_BENCHMARKS
+        method.update(overrides.get(key, {}))
+    return method
+
+
+def schedule_name_for(name: str, benchmark: Benchmark) -> str:
+    """The training recipe of method config ``name`` on ``benchmark``: the method's own
+    (``schedules``: by benchmark, then ``real`` for any real benchmark), else the benchmark's
+    default."""
+    schedules = load_method_file(name).get("schedules", {})
+    key = benchmark_fragment_name(benchmark)
+    if key in schedules:
+        return schedules[key]
+    if not benchmark.is_synthetic and REAL_BENCHMARKS in schedules:
+        return schedules[REAL_BENCHMARKS]
+    bench = load_fragment("benchmarks", key)["benchmark"]
+    return bench["schedule"]
 
 
 def compose_run_config(
@@ -114,7 +161,7 @@ def compose_run_config(
             )
     if synth is not None and not benchmark.is_synthetic:
         raise FsarbenchError(f"synth settings were given for {benchmark.name}, a real benchmark")
-    schedule = load_fragment("schedules", bench["schedule"])["schedule"]
+    schedule = load_fragment("schedules", schedule_name_for(method, benchmark))["schedule"]
     if training is not None:
         if training not in TRAINING_MODES:
             raise FsarbenchError(
@@ -132,7 +179,7 @@ def compose_run_config(
         schedule["pretrain"]["enabled"] = False  # `--train none` alone: the backbone as given
     return Config(
         dict(
-            method=method_config(method),
+            method=method_config(method, benchmark),
             schedule=schedule,
             backbone=backbone_cfg,
             backbone_name=backbone_name,

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from fsarbench.console import stderr
 from fsarbench.data.episodes import EpisodeSet
 from fsarbench.features import DTYPES, StoredFeatures
+from fsarbench.methods.base import concat_rows, take_rows, unflatten_rows
 
 
 @dataclass
@@ -32,20 +33,39 @@ def _accuracy(logits: torch.Tensor, query_labels: torch.Tensor) -> torch.Tensor:
     return (logits.argmax(dim=-1) == query_labels).float().mean(dim=-1)
 
 
+def encode_videos(model, episodes: EpisodeSet, stored: StoredFeatures, chunk: int = 64):
+    """The head's per-video part (``model.encode``) for every video of the episode set, once:
+    row ``i`` of the result belongs to ``episodes.video_ids[i]``."""
+    rows = stored.rows_for(episodes.video_ids)  # episode video index -> feature row
+    parts = []
+    with torch.inference_mode():
+        for start in range(0, len(rows), chunk):
+            features = np.asarray(stored.features[rows[start : start + chunk]], np.float32)
+            parts.append(model.encode(torch.from_numpy(features)))  # [chunk, ...]
+    return concat_rows(parts)
+
+
+def episode_logits_from_encoded(
+    model, episodes: EpisodeSet, encoded, start: int, stop: int
+) -> torch.Tensor:
+    """Logits ``[stop - start, Q, N]`` of a slice of episodes from encoded videos (rows in the
+    order of ``episodes.video_ids``), the head's episode part batched across episodes."""
+    support_index = torch.from_numpy(episodes.support[start:stop])  # [e, S]
+    query_index = torch.from_numpy(episodes.query[start:stop])  # [e, Q]
+    support = unflatten_rows(take_rows(encoded, support_index.flatten()), support_index.shape)
+    query = unflatten_rows(take_rows(encoded, query_index.flatten()), query_index.shape)
+    labels = torch.from_numpy(episodes.support_labels[start:stop])
+    with torch.inference_mode():
+        return model.compare(support, labels, query)
+
+
 def episode_logits_from_features(
     model, episodes: EpisodeSet, stored: StoredFeatures, start: int, stop: int
 ) -> torch.Tensor:
-    """Logits ``[stop - start, Q, N]`` of a slice of episodes, heads batched across episodes."""
-    rows = stored.rows_for(episodes.video_ids)  # episode video index -> feature row
-    support_rows = rows[episodes.support[start:stop]]  # [e, S]
-    query_rows = rows[episodes.query[start:stop]]  # [e, Q]
-    support = torch.from_numpy(np.asarray(stored.features[support_rows.ravel()], np.float32))
-    query = torch.from_numpy(np.asarray(stored.features[query_rows.ravel()], np.float32))
-    support = support.unflatten(0, support_rows.shape)  # [e, S, T, ...]
-    query = query.unflatten(0, query_rows.shape)  # [e, Q, T, ...]
-    labels = torch.from_numpy(episodes.support_labels[start:stop])
-    with torch.inference_mode():
-        return model.head_episodes(support, labels, query)
+    """Logits ``[stop - start, Q, N]`` of a slice of episodes from stored features."""
+    model.eval()
+    encoded = encode_videos(model, episodes, stored)
+    return episode_logits_from_encoded(model, episodes, encoded, start, stop)
 
 
 def evaluate_from_features(
@@ -55,8 +75,11 @@ def evaluate_from_features(
     episodes_per_batch: int = 500,
     progress: bool = True,
 ) -> EpisodeScores:
+    """Every episode scored from stored features: the head's per-video part runs once per
+    video, its episode part over batches of episodes."""
     model.eval()
     started = time.perf_counter()
+    encoded = encode_videos(model, episodes, stored)
     accuracies = np.empty(len(episodes), dtype=np.float64)
     for start in track(
         range(0, len(episodes), episodes_per_batch),
@@ -65,7 +88,7 @@ def evaluate_from_features(
         disable=not progress,
     ):
         stop = min(start + episodes_per_batch, len(episodes))
-        logits = episode_logits_from_features(model, episodes, stored, start, stop)
+        logits = episode_logits_from_encoded(model, episodes, encoded, start, stop)
         labels = torch.from_numpy(episodes.query_labels[start:stop])
         accuracies[start:stop] = _accuracy(logits, labels).numpy()
     return EpisodeScores(accuracies, 0, time.perf_counter() - started)

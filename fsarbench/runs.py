@@ -328,15 +328,29 @@ def train_model(
     schedule, protocol, evaluation = config.schedule, config.protocol, config.evaluation
     if schedule["pretrain"].get("enabled"):
         recipe = schedule["pretrain"]
-        # Shared by every method and shot that pretrains this backbone with this recipe.
-        stage = Config(dict(recipe=recipe, backbone=config.backbone, pipeline=data.pipeline(True)))
-        stage_name = f"{config_hash(stage)[:12]}-seed{seed}"
+        # A recipe may fix the pretraining seed: one stage then serves every run seed, as
+        # ImageNet weights do on the real benchmarks (and costs one pretraining, not one per
+        # seed). Its starting weights are the backbone's initialisation under that seed, or the
+        # --weights file; both are part of the stage's identity.
+        pretrain_seed = seed if recipe.get("seed") is None else int(recipe["seed"])
+        if options.weights is None and pretrain_seed != seed:
+            torch.manual_seed(pretrain_seed)
+            model.backbone.load_state_dict(MODELS.build(config.backbone).state_dict())
+        stage = Config(
+            dict(
+                recipe=recipe,
+                backbone=config.backbone,
+                pipeline=data.pipeline(True),
+                initial_weights=weights_hash(model.backbone),
+            )
+        )
+        stage_name = f"{config_hash(stage)[:12]}-seed{pretrain_seed}"
         pretrain_dir = work_root() / data.key / "pretrain" / config.backbone_name / stage_name
         result = pretrain_backbone(
             model,
             data.clips("train", train=True),
             recipe,
-            seed,
+            pretrain_seed,
             pretrain_dir,
             evaluation["num_workers"],
         )

@@ -345,12 +345,15 @@ def write_done(result: TrainingResult) -> None:
 
 
 def _optim_wrapper(recipe: dict) -> dict:
-    return dict(
+    wrapper = dict(
         type="OptimWrapper",
         optimizer=dict(recipe["optimizer"]),
         accumulative_counts=int(recipe.get("tasks_per_batch", 1)),
         clip_grad=recipe.get("clip_grad"),
     )
+    if recipe.get("paramwise_cfg"):  # e.g. a lower learning rate for the backbone
+        wrapper["paramwise_cfg"] = dict(recipe["paramwise_cfg"])
+    return wrapper
 
 
 def _hooks(recipe: dict, save_best: str | None, schedulers: bool) -> dict:
@@ -363,7 +366,9 @@ def _hooks(recipe: dict, save_best: str | None, schedulers: bool) -> dict:
             type="CheckpointHook",
             interval=interval,
             by_epoch=False,
-            max_keep_ckpts=1,
+            # MMEngine deletes the oldest kept checkpoint before it writes the next: keeping
+            # two means a kill during a write still leaves a complete one to resume from.
+            max_keep_ckpts=2,
             save_best=save_best,
             rule="greater" if save_best else None,
             save_param_scheduler=schedulers,
@@ -383,12 +388,47 @@ def _vis_backends() -> list[dict]:
     return backends
 
 
+def _loads(path: Path) -> bool:
+    try:
+        _load_local_checkpoint(str(path), map_location="cpu")
+    except Exception:
+        return False
+    return True
+
+
+def repair_resume_point(work_dir: Path) -> Path | None:
+    """Point ``last_checkpoint`` at the newest checkpoint that loads, or remove it.
+
+    A process killed while MMEngine writes a checkpoint can leave a truncated file, or a
+    ``last_checkpoint`` that is empty or names a file already deleted; MMEngine would then fail
+    to resume. Returns the checkpoint the run will resume from."""
+    pointer = work_dir / "last_checkpoint"
+    if not pointer.is_file():
+        return None
+    named = Path(pointer.read_text().strip() or work_dir / "missing")
+    if named.is_file() and _loads(named):
+        return named
+    candidates = sorted(
+        work_dir.glob("iter_*.pth"), key=lambda p: int(p.stem.split("_")[1]), reverse=True
+    )
+    for candidate in candidates:
+        if _loads(candidate):
+            atomic_write_text(pointer, str(candidate))
+            return candidate
+        candidate.unlink()  # truncated by the interruption
+    pointer.unlink()
+    return None
+
+
 def _run(
     model, work_dir: Path, name: str, train_loader, recipe: dict, seed: int, val: dict | None
 ) -> int:
     """Train under MMEngine's Runner, resuming from the last checkpoint in ``work_dir``."""
     register_checkpoint_loader()
     work_dir.mkdir(parents=True, exist_ok=True)
+    # Resume only when there is something to resume (MMEngine prints, not logs, its
+    # 'Did not find last_checkpoint' otherwise).
+    resume = repair_resume_point(work_dir) is not None
     schedulers = list(recipe.get("param_scheduler") or [])
     interval = int(recipe.get("val_interval") or recipe["checkpoint_interval"])
     tasks = int(recipe.get("tasks_per_batch", 1))
@@ -411,7 +451,7 @@ def _run(
         log_processor=dict(by_epoch=False, window_size=int(recipe.get("log_interval", 50))),
         visualizer=dict(type="Visualizer", vis_backends=_vis_backends(), name=name),
         randomness=dict(seed=seed),
-        resume=True,
+        resume=resume,
         **(val or {}),
     )
     runner.train()
@@ -500,7 +540,9 @@ def meta_train(
         write_done(result)
         return result
     iterations = _run(model, work_dir, _unique_name(work_dir), loader, recipe, seed, val)
-    best = sorted(work_dir.glob("best_val_acc_iter_*.pth"))
+    best = sorted(
+        work_dir.glob("best_val_acc_iter_*.pth"), key=lambda p: int(p.stem.split("_")[-1])
+    )
     if not best:
         raise RuntimeError(f"training in {work_dir} left no best checkpoint")
     state = _load_local_checkpoint(str(best[-1]), map_location="cpu")

@@ -2,12 +2,19 @@
 
 A method is a frame backbone plus a few-shot head. The base class embeds clips with the
 backbone (pooled ``[T, C]`` or maps ``[T, C, h, w]`` per video, as the head declares in
-``feature_kind``), calls the head on an episode, and turns logits into a loss or predictions.
-A subclass implements ``head`` (one episode) and may override ``head_episodes`` (many
-episodes at once) when its computation batches.
+``feature_kind``) and turns logits into a loss or predictions. A head has two parts:
 
-Head contract: ``head(support [N*K, T, ...], support_labels [N*K], query [Q, T, ...]) -> logits
-[Q, N]``, higher = more likely. Labels are 0..N-1 in any order: a head must not assume the
+- ``encode(features [B, T, ...])``: the per-video, episode-independent part (a temporal warp,
+  tuple projections, second-order descriptors). It returns a tensor, or a dict of tensors,
+  with one row per video. At test time it runs **once per test video**, like the backbone,
+  and every episode reads its rows: a head whose per-video work is heavy (TRX's tuple maps,
+  A²M²-Net's covariance square roots) then costs little more per episode than ProtoNet.
+- ``compare(support, support_labels, query)``: the episode-dependent part, batched over
+  episodes: encoded support ``[E, N*K, ...]``, labels ``[E, N*K]``, encoded query
+  ``[E, Q, ...]`` -> logits ``[E, Q, N]``, higher = more likely.
+
+``head(support [N*K, T, ...], support_labels [N*K], query [Q, T, ...]) -> logits [Q, N]`` is
+the two together for one episode. Labels are 0..N-1 in any order: a head must not assume the
 support is sorted by class (the harness shuffles it).
 """
 
@@ -22,6 +29,9 @@ from mmengine.model import BaseModel
 from fsarbench.registry import MODELS
 
 FEATURE_KINDS = ("pooled", "maps")
+
+# What ``encode`` returns: one tensor, or named tensors, each with one row per video.
+Encoded = torch.Tensor | dict[str, torch.Tensor]
 
 
 class FewShotRecognizer(BaseModel):
@@ -61,23 +71,50 @@ class FewShotRecognizer(BaseModel):
 
     # --- heads ----------------------------------------------------------------------------
 
-    def head(
-        self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor
-    ) -> torch.Tensor:
-        """One episode: logits ``[Q, N]``."""
-        raise NotImplementedError
+    def encode(self, features: torch.Tensor) -> Encoded:
+        """Per-video part of the head: features ``[B, T, ...]`` -> a tensor or a dict of tensors
+        with ``B`` rows. It must not depend on the episode (it runs once per test video)."""
+        return features
 
-    def head_episodes(
-        self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor
+    def compare(
+        self, support: Encoded, support_labels: torch.Tensor, query: Encoded
     ) -> torch.Tensor:
-        """Many episodes of one shape: ``[E, N*K, ...]``, ``[E, N*K]``, ``[E, Q, ...]`` ->
-        logits ``[E, Q, N]``. Heads that batch override this; the default loops."""
+        """Episode part of the head, batched over episodes: encoded support (rows ``[E, S]``),
+        labels ``[E, S]``, encoded query (rows ``[E, Q]``) -> logits ``[E, Q, N]``.
+
+        A method may instead implement ``head`` alone (one episode, no per-video part): this
+        default then loops over the episodes."""
+        if type(self).head is FewShotRecognizer.head:
+            raise NotImplementedError(
+                f"{type(self).__name__} implements neither compare() nor head()"
+            )
         return torch.stack(
             [
                 self.head(s, labels, q)
                 for s, labels, q in zip(support, support_labels, query, strict=True)
             ]
         )
+
+    def head_episodes(
+        self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor
+    ) -> torch.Tensor:
+        """Many episodes of one shape: ``[E, N*K, T, ...]``, ``[E, N*K]``, ``[E, Q, T, ...]`` ->
+        logits ``[E, Q, N]``."""
+        episodes, shots, queries = support.shape[0], support.shape[1], query.shape[1]
+        encoded = self.encode(torch.cat([support.flatten(0, 1), query.flatten(0, 1)]))
+        encoded_support = take_rows(encoded, slice(0, episodes * shots))
+        encoded_query = take_rows(encoded, slice(episodes * shots, None))
+        return self.compare(
+            unflatten_rows(encoded_support, (episodes, shots)),
+            support_labels,
+            unflatten_rows(encoded_query, (episodes, queries)),
+        )
+
+    def head(
+        self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor
+    ) -> torch.Tensor:
+        """One episode: ``[N*K, T, ...]``, ``[N*K]``, ``[Q, T, ...]`` -> logits ``[Q, N]``."""
+        return self.head_episodes(support[None], support_labels[None], query[None])[0]
 
     # --- MMEngine -------------------------------------------------------------------------
 
@@ -113,3 +150,24 @@ def one_hot_mean(labels: torch.Tensor, values: torch.Tensor, n_way: int) -> torc
 
 def n_way_of(support_labels: torch.Tensor) -> int:
     return int(support_labels.max()) + 1
+
+
+def take_rows(encoded: Encoded, rows) -> Encoded:
+    """Rows of an encoded batch (a tensor or a dict of tensors): ``rows`` indexes dim 0."""
+    if isinstance(encoded, dict):
+        return {name: value[rows] for name, value in encoded.items()}
+    return encoded[rows]
+
+
+def unflatten_rows(encoded: Encoded, shape: tuple[int, ...]) -> Encoded:
+    """``[E*S, ...]`` -> ``[E, S, ...]`` for a tensor or each tensor of a dict."""
+    if isinstance(encoded, dict):
+        return {name: value.unflatten(0, shape) for name, value in encoded.items()}
+    return encoded.unflatten(0, shape)
+
+
+def concat_rows(parts: list[Encoded]) -> Encoded:
+    """Chunks of encoded rows, concatenated along dim 0."""
+    if isinstance(parts[0], dict):
+        return {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
+    return torch.cat(parts)

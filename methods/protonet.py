@@ -54,11 +54,15 @@ class ProtoNet(FewShotRecognizer):
         if metric == "tsn_ln_dot":
             self.norm = nn.LayerNorm(self.backbone.out_channels)
 
-    def head(self, support, support_labels, query):
-        return self.head_episodes(support[None], support_labels[None], query[None])[0]
+    def encode(self, features):
+        # features [B, T, C] -> [B, T, C] (cos_framewise) or the video embedding [B, C]
+        if self.metric == "cos_framewise":
+            return features
+        video = features.mean(dim=1)  # [B, C]
+        return self.norm(video) if self.metric == "tsn_ln_dot" else video
 
-    def head_episodes(self, support, support_labels, query):
-        # support [E, S, T, C], support_labels [E, S], query [E, Q, T, C] -> logits [E, Q, N]
+    def compare(self, support, support_labels, query):
+        # support [E, S, ...], support_labels [E, S], query [E, Q, ...] -> logits [E, Q, N]
         n_way = n_way_of(support_labels)
         if self.metric == "cos_framewise":
             prototypes = one_hot_mean(support_labels, support, n_way)  # [E, N, T, C]
@@ -66,16 +70,14 @@ class ProtoNet(FewShotRecognizer):
                 query[:, :, None], prototypes[:, None], dim=-1, eps=EPS
             )  # [E, Q, N, T]
             return -(1.0 - cosine).sum(dim=-1)
-        support_video = support.mean(dim=2)  # [E, S, C]
-        query_video = query.mean(dim=2)  # [E, Q, C]
         if self.metric == "tsn_ln_dot":
-            scores = self.norm(query_video) @ self.norm(support_video).transpose(1, 2)  # [E, Q, S]
+            scores = query @ support.transpose(1, 2)  # [E, Q, S]
             return one_hot_mean(support_labels, scores.transpose(1, 2), n_way).transpose(1, 2)
-        prototypes = one_hot_mean(support_labels, support_video, n_way)  # [E, N, C]
+        prototypes = one_hot_mean(support_labels, support, n_way)  # [E, N, C]
         if self.metric == "cos_mean":
             cosine = F.cosine_similarity(
-                query_video[:, :, None], prototypes[:, None], dim=-1, eps=EPS
+                query[:, :, None], prototypes[:, None], dim=-1, eps=EPS
             )  # [E, Q, N]
             return self.log_temperature.exp() * cosine
-        difference = query_video[:, :, None] - prototypes[:, None]  # [E, Q, N, C]
+        difference = query[:, :, None] - prototypes[:, None]  # [E, Q, N, C]
         return -difference.pow(2).sum(dim=-1)

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -47,14 +53,14 @@ def home(tiny_synth_home, monkeypatch, tmp_path):
     return home
 
 
-def run(method, results, training, pretrain=False, seed=0, **kw):
+def run(method, results, training, pretrain=False, seed=0, cfg_options=None, **kw):
     options = SuiteOptions(
         results_dir=results,
         progress=False,
         synth=TINY_SYNTH,
         training=training,
         pretrain=pretrain,
-        cfg_options=dict(TINY_SCHEDULE),
+        cfg_options={**TINY_SCHEDULE, **(cfg_options or {})},
         **kw,
     )
     return run_one(method, SYNTH, None, 1, seed, 20, None, options)
@@ -135,6 +141,64 @@ def test_interrupted_training_resumes_to_the_same_result(home, tmp_path, monkeyp
     assert resumed.checkpoint_hash == reference.checkpoint_hash
 
 
+KILL_AT_ITERATION = """
+import os, signal, sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_training import run
+from fsarbench.training import IndexedTrainLoop
+
+original = IndexedTrainLoop.run_iter
+
+def killed(self, data_batch):
+    if self._iter == 3:
+        os.kill(os.getpid(), signal.SIGKILL)  # no clean-up, no exception handlers
+    original(self, data_batch)
+
+IndexedTrainLoop.run_iter = killed
+run("protonet", Path({results!r}), "finetune", pretrain={pretrain}, seed=1)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pretrain", [False, True], ids=["killed-in-meta", "killed-in-pretrain"])
+def test_a_killed_run_resumes_to_the_same_result(home, tmp_path, pretrain):
+    """SIGKILL mid-training (after the checkpoint at iteration 2), then start again: the same
+    test accuracies and weights as a run that was never interrupted."""
+    reference = run("protonet", tmp_path / "reference", "finetune", pretrain=pretrain, seed=1)
+    shutil.rmtree(work_root())  # start over in the same home, training included
+    script = KILL_AT_ITERATION.format(
+        tests=str(Path(__file__).parent), results=str(tmp_path / "resumed"), pretrain=pretrain
+    )
+    killed = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        env={**os.environ, "FSARBENCH_HOME": str(home)},
+        capture_output=True,
+        text=True,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert not (tmp_path / "resumed" / "runs").exists()  # no record from a killed run
+    assert list(work_root().rglob("last_checkpoint"))  # it got as far as a checkpoint
+    resumed = run("protonet", tmp_path / "resumed", "finetune", pretrain=pretrain, seed=1)
+    assert resumed.record.episode_accuracies == reference.record.episode_accuracies
+    assert resumed.record.checkpoint_hash == reference.record.checkpoint_hash
+
+
+def test_a_truncated_checkpoint_is_skipped_on_resume(tmp_path, home):
+    from fsarbench.training import repair_resume_point
+
+    work = work_root() / "run"
+    work.mkdir(parents=True)
+    torch.save({"state_dict": {}}, work / "iter_2.pth")
+    (work / "iter_4.pth").write_bytes((work / "iter_2.pth").read_bytes()[:20])  # cut short
+    (work / "last_checkpoint").write_text(str(work / "iter_4.pth"))
+    assert repair_resume_point(work) == work / "iter_2.pth"
+    assert (work / "last_checkpoint").read_text() == str(work / "iter_2.pth")
+    assert not (work / "iter_4.pth").exists()
+    (work / "last_checkpoint").write_text("")  # killed while MMEngine rewrote the pointer
+    assert repair_resume_point(work) == work / "iter_2.pth"
+
+
 def test_pretrain_then_frozen_head_training(home, tmp_path):
     record = run("protonet_tsn_ln_dot", tmp_path / "results", "frozen", pretrain=True).record
     assert record.training == "pretrain+frozen" and record.train_iterations == 6
@@ -144,6 +208,18 @@ def test_pretrain_then_frozen_head_training(home, tmp_path):
     # Both used the same pretrained backbone (one pretraining stage, shared).
     assert plain.backbone_weights_hash == record.backbone_weights_hash
     assert len(list(work_root().rglob("backbone.pth"))) == 1
+
+
+def test_a_fixed_pretraining_seed_gives_one_stage_for_every_run_seed(home, tmp_path):
+    fixed = {"schedule.pretrain.seed": 5}
+    first = run("protonet", tmp_path, "frozen", pretrain=True, seed=1, cfg_options=fixed).record
+    second = run("protonet", tmp_path, "frozen", pretrain=True, seed=2, cfg_options=fixed).record
+    assert len(list(work_root().rglob("backbone.pth"))) == 1
+    assert first.backbone_weights_hash == second.backbone_weights_hash
+    # Without a fixed seed each run seed pretrains its own backbone from its own init.
+    third = run("protonet", tmp_path, "frozen", pretrain=True, seed=3).record
+    assert third.backbone_weights_hash != first.backbone_weights_hash
+    assert len(list(work_root().rglob("backbone.pth"))) == 2
 
 
 def test_checkpoint_loader_trusts_only_fsarbench_files(home, tmp_path):
