@@ -24,13 +24,14 @@ from fsarbench.methods.base import concat_rows, take_rows, unflatten_rows
 @dataclass
 class EpisodeScores:
     accuracies: np.ndarray  # [E] fraction of the episode's queries classified correctly
+    predictions: np.ndarray  # [E, Q] predicted episode-local label of every query
     frame_forwards: int  # frames the backbone processed for this evaluation
     seconds: float
 
 
-def _accuracy(logits: torch.Tensor, query_labels: torch.Tensor) -> torch.Tensor:
-    # logits [E, Q, N], query_labels [E, Q] -> [E]
-    return (logits.argmax(dim=-1) == query_labels).float().mean(dim=-1)
+def _accuracy(predictions: torch.Tensor, query_labels: torch.Tensor) -> torch.Tensor:
+    # predictions [E, Q], query_labels [E, Q] -> [E]
+    return (predictions == query_labels).float().mean(dim=-1)
 
 
 def encode_videos(model, episodes: EpisodeSet, stored: StoredFeatures, chunk: int = 64):
@@ -81,6 +82,7 @@ def evaluate_from_features(
     started = time.perf_counter()
     encoded = encode_videos(model, episodes, stored)
     accuracies = np.empty(len(episodes), dtype=np.float64)
+    predictions = np.empty(episodes.query_labels.shape, dtype=np.int64)
     for start in track(
         range(0, len(episodes), episodes_per_batch),
         description=f"{len(episodes):,} episodes",
@@ -89,9 +91,11 @@ def evaluate_from_features(
     ):
         stop = min(start + episodes_per_batch, len(episodes))
         logits = episode_logits_from_encoded(model, episodes, encoded, start, stop)
+        predicted = logits.argmax(dim=-1)  # [e, Q]
         labels = torch.from_numpy(episodes.query_labels[start:stop])
-        accuracies[start:stop] = _accuracy(logits, labels).numpy()
-    return EpisodeScores(accuracies, 0, time.perf_counter() - started)
+        accuracies[start:stop] = _accuracy(predicted, labels).numpy()
+        predictions[start:stop] = predicted.numpy()
+    return EpisodeScores(accuracies, predictions, 0, time.perf_counter() - started)
 
 
 class EpisodeClips(Dataset):
@@ -156,12 +160,15 @@ def evaluate_per_episode(
         raise ValueError(f"feature_dtype must be one of {tuple(DTYPES)}")
     started = time.perf_counter()
     accuracies = np.empty(len(episodes), dtype=np.float64)
+    predictions = np.empty(episodes.query_labels.shape, dtype=np.int64)
     frames = 0
     logits_iter = episode_logits_per_episode(
         model, episodes, dataset, feature_dtype, num_workers=num_workers, progress=progress
     )
     for episode, (logits, embedded) in enumerate(logits_iter):
         labels = torch.from_numpy(episodes.query_labels[episode])
-        accuracies[episode] = float(_accuracy(logits[None], labels[None])[0])
+        predicted = logits.argmax(dim=-1)  # [Q]
+        accuracies[episode] = float(_accuracy(predicted[None], labels[None])[0])
+        predictions[episode] = predicted.numpy()
         frames += embedded
-    return EpisodeScores(accuracies, frames, time.perf_counter() - started)
+    return EpisodeScores(accuracies, predictions, frames, time.perf_counter() - started)

@@ -104,3 +104,100 @@ def render_leaderboard(records: list[RunRecord], fmt: str = "md") -> str:
         index=False, escape=False, column_format="lll" + "c" * (wide.shape[1] - 3)
     )
     return latex.replace("_", "\\_")
+
+
+def _pooled_share(runs: list[dict]) -> tuple[float, float, int]:
+    """Pool per-seed shares of binary outcomes (percent, with query counts): the pooled percent,
+    its 95% interval (1.96 x sqrt(p (1 - p) / n), the population std of 0/1 outcomes) and n."""
+    total = sum(r["queries"] for r in runs)
+    if total == 0:
+        return math.nan, math.nan, 0
+    share = sum(r["share"] * r["queries"] for r in runs) / total / 100.0
+    return 100.0 * share, 100.0 * 1.96 * math.sqrt(share * (1 - share) / total), total
+
+
+def breakdown_long(records: list[RunRecord]) -> pd.DataFrame:
+    """Order-pair breakdown, one row per (method, backbone, training, benchmark, way, shot),
+    seeds pooled: accuracy on queries whose order twin is in the episode, how often the twin
+    was predicted, and accuracy on the other queries."""
+    groups: dict[tuple, list[RunRecord]] = {}
+    for record in records:
+        if record.breakdown:
+            key = tuple(getattr(record, k) for k in ROW_KEYS + COLUMN_KEYS)
+            groups.setdefault(key, []).append(record)
+    if not groups:
+        raise FsarbenchError(
+            "no record has an order-pair breakdown",
+            "run methods on synth (its classes come in order twins); real benchmarks have none",
+        )
+    rows = []
+    for key, runs in sorted(groups.items()):
+        pairs = [r.breakdown["order_pairs"] for r in runs]
+        others = [r.breakdown["no_twin_in_episode"] for r in runs]
+        pair_acc, pair_ci95, pair_n = _pooled_share(
+            [dict(share=p["acc"], queries=p["queries"]) for p in pairs]
+        )
+        twin, twin_ci95, _ = _pooled_share(
+            [dict(share=p["twin_predicted"], queries=p["queries"]) for p in pairs]
+        )
+        other_acc, other_ci95, other_n = _pooled_share(
+            [dict(share=o["acc"], queries=o["queries"]) for o in others]
+        )
+        rows.append(
+            dict(
+                zip(ROW_KEYS + COLUMN_KEYS, key, strict=True),
+                n_seeds=len({r.seed for r in runs}),
+                order_pair_queries=pair_n,
+                order_pair_acc=pair_acc,
+                order_pair_acc_ci95=pair_ci95,
+                twin_predicted=twin,
+                twin_predicted_ci95=twin_ci95,
+                other_queries=other_n,
+                other_acc=other_acc,
+                other_acc_ci95=other_ci95,
+            )
+        )
+    return pd.DataFrame(rows)
+
+
+def render_breakdown(records: list[RunRecord], fmt: str = "md") -> str:
+    if fmt not in FORMATS:
+        raise FsarbenchError(f"unknown format {fmt!r}", f"use one of {', '.join(FORMATS)}")
+    long = breakdown_long(records)
+    if fmt == "csv":
+        return long.to_csv(index=False)
+    pm = "$\\pm$" if fmt == "latex" else "±"
+    table = pd.DataFrame(
+        {
+            "method": long["method"],
+            "backbone": long["backbone"],
+            "training": long["training"],
+            "episodes": [_column_label(*k) for k in long[COLUMN_KEYS].itertuples(False)],
+            "order-pair queries: acc": [
+                f"{a:.2f} {pm} {c:.2f}"
+                for a, c in zip(long.order_pair_acc, long.order_pair_acc_ci95, strict=True)
+            ],
+            "twin predicted": [
+                f"{a:.2f} {pm} {c:.2f}"
+                for a, c in zip(long.twin_predicted, long.twin_predicted_ci95, strict=True)
+            ],
+            "other queries: acc": [
+                f"{a:.2f} {pm} {c:.2f}"
+                for a, c in zip(long.other_acc, long.other_acc_ci95, strict=True)
+            ],
+            "queries (pairs / other)": [
+                f"{p:,} / {o:,}"
+                for p, o in zip(long.order_pair_queries, long.other_queries, strict=True)
+            ],
+        }
+    )
+    legend = (
+        "Order-pair queries: their class's order twin (the same sub-actions in another order) "
+        "is in the episode, so only temporal order separates them. Accuracy and twin-predicted "
+        "rate in %, seeds pooled, ± 95% interval over queries."
+    )
+    if fmt == "md":
+        return table.to_markdown(index=False) + "\n\n" + legend + "\n"
+    if fmt == "html":
+        return table.to_html(index=False) + f"\n<p>{legend}</p>\n"
+    return table.to_latex(index=False, escape=False).replace("_", "\\_")

@@ -57,6 +57,10 @@ class RunRecord:
     schedule: str = ""  # training schedule name (synth-quick, trx-sgd); its config is hashed
     train_iterations: int = 0  # episodic training iterations run (0: not meta-trained)
     best_val_acc: float | None = None  # val accuracy (%) of the selected checkpoint
+    # Query accuracy by subset, for benchmarks whose classes come in order twins (synth):
+    # {"order_pairs": {queries, acc, acc_ci95, twin_predicted, twin_predicted_ci95},
+    #  "no_twin_in_episode": {queries, acc, acc_ci95}}, percent; {} elsewhere.
+    breakdown: dict = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
     notes: list[str] = field(default_factory=list)
 

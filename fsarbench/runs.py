@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 from fsarbench.benchmarks.prepare import PreparedBenchmark, require_prepared
 from fsarbench.benchmarks.registry import Benchmark, get_benchmark
 from fsarbench.benchmarks.synth import SynthConfig, ensure_synth
+from fsarbench.breakdown import order_pair_breakdown
 from fsarbench.config import compose_run_config, config_hash, method_config_roots
 from fsarbench.configs import CONFIG_ROOT
 from fsarbench.data.episodes import (
@@ -550,6 +551,7 @@ def run_one(
         schedule=config.schedule["name"],
         train_iterations=trained.iterations if trained else 0,
         best_val_acc=trained.best_val_acc if trained else None,
+        breakdown=order_pair_breakdown(episode_set, scores.predictions),
         notes=notes,
     )
     write_record(record, path)

@@ -104,3 +104,46 @@ def test_every_record_field_is_documented():
     documented = (REPO / "results" / "README.md").read_text()
     for field in fields(RunRecord):
         assert f"| `{field.name}` |" in documented, field.name
+
+
+def with_breakdown(base, pair_acc, pair_queries, twin, other_acc, other_queries):
+    base.breakdown = {
+        "order_pairs": {
+            "queries": pair_queries,
+            "acc": pair_acc,
+            "acc_ci95": 0.0,
+            "twin_predicted": twin,
+            "twin_predicted_ci95": 0.0,
+        },
+        "no_twin_in_episode": {"queries": other_queries, "acc": other_acc, "acc_ci95": 0.0},
+    }
+    return base
+
+
+def test_breakdown_pools_seeds_by_query_count():
+    from fsarbench.report import breakdown_long, render_breakdown
+
+    records = [
+        with_breakdown(record("protonet", "synth", 1, 0, [1.0]), 50.0, 100, 40.0, 80.0, 300),
+        with_breakdown(record("protonet", "synth", 1, 1, [1.0]), 70.0, 300, 20.0, 90.0, 100),
+        record("protonet", "ucf101", 1, 0, [0.5]),  # no breakdown: left out
+    ]
+    long = breakdown_long(records)
+    assert len(long) == 1
+    row = long.iloc[0]
+    assert row.order_pair_queries == 400 and row.other_queries == 400
+    assert row.order_pair_acc == pytest.approx(65.0)  # (50*100 + 70*300) / 400
+    assert row.twin_predicted == pytest.approx(25.0)
+    assert row.other_acc == pytest.approx(82.5)
+    assert row.order_pair_acc_ci95 == pytest.approx(100 * 1.96 * math.sqrt(0.65 * 0.35 / 400))
+    text = render_breakdown(records, "md")
+    assert "65.00 ± " in text and "400 / 400" in text
+    assert pd.read_csv(io.StringIO(render_breakdown(records, "csv"))).shape[0] == 1
+
+
+def test_breakdown_without_synth_records_is_a_clear_error():
+    from fsarbench.errors import FsarbenchError
+    from fsarbench.report import render_breakdown
+
+    with pytest.raises(FsarbenchError, match="no record has an order-pair breakdown"):
+        render_breakdown([record("protonet", "ucf101", 1, 0, [0.5])])

@@ -14,7 +14,7 @@ from fsarbench.errors import FsarbenchError
 from fsarbench.methods import FewShotRecognizer
 from fsarbench.registry import MODELS
 from fsarbench.results import load_records
-from fsarbench.runs import SuiteOptions, resolve_methods, run_one
+from fsarbench.runs import SuiteOptions, registered_methods, resolve_methods, run_one
 from fsarbench.stats import mean_and_ci95
 
 TINY = "seed=3,videos_per_class=3,frames=8,size=32"
@@ -106,13 +106,18 @@ def test_a_second_method_sees_the_identical_episode_set(home, tmp_path, monkeypa
     protonet = run("protonet", tmp_path, seed=1).record
     nearest = run("nearest_shot", tmp_path, seed=1).record
     assert nearest.episode_set_hash == protonet.episode_set_hash
+    # synth's classes come in order twins: every synth record splits its queries by them.
+    pairs, others = protonet.breakdown["order_pairs"], protonet.breakdown["no_twin_in_episode"]
+    assert pairs["queries"] > 0 and pairs["queries"] + others["queries"] == protonet.n_episodes * 5
     assert nearest.backbone_weights_hash == protonet.backbone_weights_hash
     assert nearest.embed_frame_forwards == 0  # same backbone checkpoint: features shared
     assert run("protonet", tmp_path, seed=2).record.episode_set_hash != protonet.episode_set_hash
 
 
 def test_method_names_resolve_through_the_registry():
-    assert resolve_methods("all") == ["protonet"]
+    everything = resolve_methods("all")  # every registered method's main config
+    assert "protonet" in everything and "protonet_cos_mean" not in everything
+    assert everything == sorted(registered_methods())
     assert resolve_methods("protonet_cos*") == ["protonet_cos_framewise", "protonet_cos_mean"]
     assert resolve_methods("protonet, protonet") == ["protonet"]
     with pytest.raises(FsarbenchError) as error:

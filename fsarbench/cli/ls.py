@@ -76,18 +76,27 @@ def run_benchmarks(args: argparse.Namespace) -> int:
 
 
 def run_methods(args: argparse.Namespace) -> int:
-    from fsarbench.config import method_config
+    from fsarbench.config import load_method_file
     from fsarbench.registry import MODELS
     from fsarbench.runs import method_configs
 
     table = Table(title="fsarbench methods (`--methods all` runs the main configs)")
-    for column in ("config", "method", "options", "features", "paper"):
+    for column in ("config", "method", "options", "features", "recipes", "paper"):
         table.add_column(column, overflow="fold")
     for name, path in method_configs().items():
-        options = method_config(name)
+        config = load_method_file(name)
+        options = config["method"]
         cls = MODELS.get(options["type"])
         details = ", ".join(f"{k}={v}" for k, v in options.items() if k != "type")
+        recipes = ", ".join(f"{k}: {v}" for k, v in config.get("schedules", {}).items())
         main = "" if name == path.parent.name else " (variant)"
-        table.add_row(name + main, options["type"], details, cls.feature_kind, cls.paper)
+        table.add_row(
+            name + main,
+            options["type"],
+            details,
+            cls.feature_kind,
+            recipes or "the benchmark's",
+            cls.paper,
+        )
     Console(width=max(Console().width, 120)).print(table)
     return 0

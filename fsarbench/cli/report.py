@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from fsarbench.fileio import atomic_write_text
-from fsarbench.report import FORMATS, render_leaderboard
+from fsarbench.report import FORMATS, render_breakdown, render_leaderboard
 from fsarbench.results import load_records
 
 
@@ -20,11 +20,17 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--format", choices=FORMATS, default="md", help="default: md")
     parser.add_argument("--out", type=Path, default=None, help="write to a file, not stdout")
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="instead of the leaderboard: accuracy on the queries only temporal order can "
+        "decide (synth's order twins) against the other queries",
+    )
     parser.set_defaults(handler=run)
 
 
-def print_leaderboard(records, fmt: str, out: Path | None) -> None:
-    text = render_leaderboard(records, fmt)
+def print_leaderboard(records, fmt: str, out: Path | None, breakdown: bool = False) -> None:
+    text = (render_breakdown if breakdown else render_leaderboard)(records, fmt)
     if out is None:
         print(text, end="" if text.endswith("\n") else "\n")
     else:
@@ -33,5 +39,5 @@ def print_leaderboard(records, fmt: str, out: Path | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    print_leaderboard(load_records(args.results_dir), args.format, args.out)
+    print_leaderboard(load_records(args.results_dir), args.format, args.out, args.breakdown)
     return 0
