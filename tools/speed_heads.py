@@ -1,0 +1,153 @@
+"""Speed of each few-shot head over test episodes, from stored features, against the naive way.
+
+For every method's main config, at paper dimensions (ResNet-50: C = 2048, T = 8, 7x7 maps for
+heads that take maps) or synth's (C = 256, 4x4 maps), 5-way 1-shot and 5-shot with one query
+per class:
+
+- harness: the head's per-video part (``encode``) once per test video, then its episode part
+  (``compare``) over all episodes, batched: what ``fsarbench run`` does;
+- naive: the whole head inside every episode (``head`` on the episode's features), the way
+  public FSAR codebases evaluate (they also run the backbone per episode, which this leaves out).
+
+Features are random (the head's cost does not depend on their values); the test split has
+``--videos`` videos in ``--videos // 10`` classes. Each path runs until ``--episodes`` episodes
+or ``--max-seconds`` seconds, whichever comes first; episodes per second are measured over the
+episodes actually run, and the table says how many that was.
+
+    python tools/speed_heads.py                         # paper dims, every method, 1 and 5 shot
+    python tools/speed_heads.py --dims synth --episodes 10000
+    python tools/speed_heads.py --methods otam,trx --shots 5 --max-seconds 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fsarbench.benchmarks.registry import get_benchmark
+from fsarbench.config import compose_run_config
+from fsarbench.data.episodes import EpisodeSpec, SplitVideos, sample_episodes
+from fsarbench.evaluation import encode_videos, episode_logits_from_encoded
+from fsarbench.features import StoredFeatures
+from fsarbench.registry import MODELS
+from fsarbench.runs import resolve_methods
+
+DIMS = {"paper": "ssv2-full", "synth": "synth"}  # benchmark whose config gives the dims
+MAP_SIZE = {"paper": 7, "synth": 4}
+
+
+def fake_split(videos: int) -> SplitVideos:
+    classes = max(videos // 10, 5)
+    return SplitVideos(
+        "speed",
+        "test",
+        tuple(f"class{c}" for c in range(classes)),
+        tuple(f"v{i:05d}" for i in range(videos)),
+        tuple(i % classes for i in range(videos)),
+    )
+
+
+def random_features(model, videos: int, frames: int, size: int) -> StoredFeatures:
+    generator = torch.Generator().manual_seed(0)
+    channels = model.backbone.out_channels
+    shape = (videos, frames, channels) + ((size, size) if model.feature_kind == "maps" else ())
+    features = torch.randn(*shape, generator=generator).numpy()
+    return StoredFeatures(None, tuple(f"v{i:05d}" for i in range(videos)), features)
+
+
+def measure(method: str, dims: str, k_shot: int, args) -> dict:
+    benchmark = get_benchmark(DIMS[dims])
+    config = compose_run_config(method, benchmark, k_shot=k_shot, episodes=args.episodes)
+    protocol = config.protocol
+    torch.manual_seed(0)
+    model = MODELS.build(dict(**config.method, backbone=config.backbone)).eval()
+    split = fake_split(args.videos)
+    spec = EpisodeSpec(5, k_shot, 1, args.episodes, 0)
+    episodes = sample_episodes(split, spec, dict(protocol))
+    stored = random_features(model, args.videos, protocol["num_frames"], MAP_SIZE[dims])
+    torch.set_num_threads(args.threads)
+
+    started = time.perf_counter()
+    encoded = encode_videos(model, episodes, stored)
+    encode_s = time.perf_counter() - started
+    started, harness_episodes = time.perf_counter(), 0
+    while harness_episodes < len(episodes) and time.perf_counter() - started < args.max_seconds:
+        stop = min(harness_episodes + args.batch, len(episodes))
+        episode_logits_from_encoded(model, episodes, encoded, harness_episodes, stop)
+        harness_episodes = stop
+    compare_s = time.perf_counter() - started
+
+    rows = stored.rows_for(episodes.video_ids)
+    started, naive_episodes = time.perf_counter(), 0
+    with torch.inference_mode():
+        while naive_episodes < len(episodes) and time.perf_counter() - started < args.max_seconds:
+            e = naive_episodes
+            support = torch.from_numpy(stored.features[rows[episodes.support[e]]])
+            query = torch.from_numpy(stored.features[rows[episodes.query[e]]])
+            model.head(support, torch.from_numpy(episodes.support_labels[e]), query)
+            naive_episodes += 1
+    naive_s = time.perf_counter() - started
+
+    per_episode = compare_s / harness_episodes
+    harness_total = encode_s + per_episode * len(episodes)  # 10,000 episodes, encode included
+    naive_total = naive_s / naive_episodes * len(episodes)
+    return {
+        "method": method,
+        "dims": dims,
+        "shot": k_shot,
+        "features": model.feature_kind,
+        "encode_s": round(encode_s, 2),
+        "videos": args.videos,
+        "harness_episodes_run": harness_episodes,
+        "harness_episodes_per_s": round(harness_episodes / compare_s, 1),
+        "harness_total_s": round(harness_total, 1),
+        "naive_episodes_run": naive_episodes,
+        "naive_episodes_per_s": round(naive_episodes / naive_s, 1),
+        "naive_total_s": round(naive_total, 1),
+        "speedup": round(naive_total / harness_total, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--methods", default="all")
+    parser.add_argument("--dims", choices=tuple(DIMS), default="paper")
+    parser.add_argument("--shots", default="1,5")
+    parser.add_argument("--episodes", type=int, default=10_000)
+    parser.add_argument("--videos", type=int, default=240)
+    parser.add_argument("--batch", type=int, default=100, help="episodes per compare call")
+    parser.add_argument("--max-seconds", type=float, default=60.0)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    shots = [int(s) for s in args.shots.split(",")]
+    rows = []
+    for method in resolve_methods(args.methods):
+        for k_shot in shots:
+            try:
+                rows.append(measure(method, args.dims, k_shot, args))
+            except Exception as error:  # one broken head is a row, not the end of the sweep
+                rows.append(
+                    {
+                        "method": method,
+                        "dims": args.dims,
+                        "shot": k_shot,
+                        "error": f"{type(error).__name__}: {error}",
+                    }
+                )
+            print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
+    table = pd.DataFrame(rows)
+    print()
+    print(
+        f"{args.episodes:,} test episodes, 5-way, 1 query per class, {args.dims} dims, "
+        f"{args.threads} threads; totals extrapolate from the episodes run"
+    )
+    print(table.to_markdown(index=False))
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
