@@ -46,6 +46,18 @@ def encode_videos(model, episodes: EpisodeSet, stored: StoredFeatures, chunk: in
     return concat_rows(parts)
 
 
+GATHER_BUDGET_BYTES = 1 << 30  # encoded rows gathered for one batch of episodes
+
+
+def episodes_within(encoded, episodes: EpisodeSet, most: int) -> int:
+    """How many episodes one batch may hold so that their gathered encoded rows stay within
+    ``GATHER_BUDGET_BYTES`` (TRX's tuple maps at paper dimensions are ~0.5 MB a video)."""
+    tensors = encoded.values() if isinstance(encoded, dict) else [encoded]
+    row_bytes = sum(t[0].numel() * t.element_size() for t in tensors if len(t))
+    videos = episodes.support.shape[1] + episodes.query.shape[1]
+    return max(1, min(most, GATHER_BUDGET_BYTES // max(1, row_bytes * videos)))
+
+
 def episode_logits_from_encoded(
     model, episodes: EpisodeSet, encoded, start: int, stop: int
 ) -> torch.Tensor:
@@ -81,6 +93,7 @@ def evaluate_from_features(
     model.eval()
     started = time.perf_counter()
     encoded = encode_videos(model, episodes, stored)
+    episodes_per_batch = episodes_within(encoded, episodes, episodes_per_batch)
     accuracies = np.empty(len(episodes), dtype=np.float64)
     predictions = np.empty(episodes.query_labels.shape, dtype=np.int64)
     for start in track(

@@ -129,3 +129,16 @@ def test_interrupted_embedding_resumes(setting, monkeypatch):
     resumed = store.get_or_embed(key, setting["model"], dataset, batch_videos=10, progress=False)
     assert resumed.frame_forwards == (len(dataset) - 20) * 8
     assert np.array_equal(np.asarray(resumed.features), np.asarray(reference.features))
+
+
+def test_episode_batches_are_sized_by_the_encoded_bytes(monkeypatch):
+    from types import SimpleNamespace
+
+    import fsarbench.evaluation as evaluation
+
+    monkeypatch.setattr(evaluation, "GATHER_BUDGET_BYTES", 1_000_000)
+    episodes = SimpleNamespace(support=np.zeros((10, 25)), query=np.zeros((10, 5)))
+    small = torch.zeros(100, 8, 4)  # 128 bytes a video: 3,840 an episode
+    assert evaluation.episodes_within(small, episodes, 500) == 260
+    heavy = {"keys": torch.zeros(100, 84, 1152), "values": torch.zeros(100, 84, 1152)}
+    assert evaluation.episodes_within(heavy, episodes, 500) == 1  # never fewer than one
