@@ -97,7 +97,8 @@ class NearestShot(FewShotRecognizer):
 
 
 def test_a_second_method_sees_the_identical_episode_set(home, tmp_path, monkeypatch):
-    MODELS.register_module(name="nearest_shot", module=NearestShot, force=True)
+    # registered for this test only: other tests list every registered method
+    monkeypatch.setitem(MODELS.module_dict, "nearest_shot", NearestShot)
     configs = tmp_path / "my_configs" / "nearest_shot"
     configs.mkdir(parents=True)
     (configs / "nearest_shot.py").write_text('method = dict(type="nearest_shot")\n')

@@ -41,7 +41,8 @@ from fsarbench.errors import FsarbenchError
 from fsarbench.fileio import install_folder, staging_folder
 from fsarbench.paths import cache_dir
 
-GENERATOR_VERSION = 1
+# 2: x264 without macroblock-tree rate control (its output bytes varied from run to run)
+GENERATOR_VERSION = 2
 PRIMITIVES = (
     "move left",
     "move right",
@@ -260,8 +261,10 @@ def render_video(job: VideoJob, config: SynthConfig) -> np.ndarray:
 
 
 def encode_video(frames: np.ndarray, path: Path, fps: int) -> None:
-    """Write ``[T, H, W, 3]`` RGB frames as H.264 (MPEG-4 part 2 where PyAV lacks libx264),
-    single-threaded so the bytes are a function of the frames alone."""
+    """Write ``[T, H, W, 3]`` RGB frames as H.264 (MPEG-4 part 2 where PyAV lacks libx264)
+    so that the bytes are a function of the frames alone: one thread, and no macroblock-tree
+    rate control (with it, a few videos in every 300 came out different when the same frames
+    were encoded again; tests/test_synth.py encodes 300 videos twice)."""
     import av
 
     codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
@@ -271,7 +274,12 @@ def encode_video(frames: np.ndarray, path: Path, fps: int) -> None:
         stream.pix_fmt = "yuv420p"
         stream.codec_context.thread_count = 1
         if codec == "libx264":
-            stream.options = {"crf": "18", "preset": "veryfast", "threads": "1"}
+            stream.options = {
+                "crf": "18",
+                "preset": "veryfast",
+                "threads": "1",
+                "x264-params": "mbtree=0",
+            }
         else:
             stream.options = {"qscale": "2"}
         for frame in frames:
