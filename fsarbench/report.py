@@ -2,8 +2,13 @@
 
 One row per (method, backbone, training), one column per (benchmark, way, shot). A cell is the
 mean over seeds of the runs' mean accuracies, with the 95% interval of all their episodes
-pooled (1.96 x population std / sqrt(total episodes), the TRX convention) and the number of
-seeds and episodes per seed. The best mean of each column is marked.
+pooled (1.96 x population std / sqrt(total episodes), the TRX convention), the spread over
+seeds (the sample standard deviation of the per-seed means, with two seeds or more) and the
+number of seeds and episodes per seed. The episode interval says how precisely the episodes
+pin the mean down; the seed spread says how much a rerun with another seed moves it.
+
+The best mean of each column is marked, and so is every row that a paired t-test on the
+episodes it shares with the best row cannot tell apart from it (p >= ``TIE_ALPHA``).
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ import numpy as np
 import pandas as pd
 
 from fsarbench.benchmarks.registry import BENCHMARKS
+from fsarbench.compare import paired_runs, pooled_difference
 from fsarbench.errors import FsarbenchError
 from fsarbench.results import RunRecord
 from fsarbench.stats import mean_and_ci95
 
 FORMATS = ("md", "csv", "latex", "html")
+TIE_ALPHA = 0.05
 ROW_KEYS = ["method", "backbone", "training"]
 COLUMN_KEYS = ["benchmark", "n_way", "k_shot"]
 
@@ -34,11 +41,13 @@ def leaderboard_long(records: list[RunRecord]) -> pd.DataFrame:
         pooled = np.concatenate([np.asarray(r.episode_accuracies) for r in runs])
         _, pooled_ci95 = mean_and_ci95(pooled)
         episodes = sorted({r.n_episodes for r in runs})
+        seed_means = [r.acc_mean for r in runs]
         rows.append(
             dict(
                 zip(ROW_KEYS + COLUMN_KEYS, key, strict=True),
-                acc_mean=float(np.mean([r.acc_mean for r in runs])),
+                acc_mean=float(np.mean(seed_means)),
                 acc_ci95=pooled_ci95,
+                seed_std=float(np.std(seed_means, ddof=1)) if len(runs) > 1 else math.nan,
                 n_seeds=len({r.seed for r in runs}),
                 n_episodes_per_seed=episodes[0] if len(episodes) == 1 else math.nan,
                 episode_set_hashes=",".join(sorted({r.episode_set_hash[:12] for r in runs})),
@@ -54,7 +63,28 @@ def leaderboard_long(records: list[RunRecord]) -> pd.DataFrame:
     frame = frame.sort_values(["_benchmark_order", "benchmark", "n_way", "k_shot", "method"])
     best = frame.groupby(COLUMN_KEYS)["acc_mean"].transform("max")
     frame["best"] = np.isclose(frame["acc_mean"], best)
+    frame["tied_with_best"] = [
+        _tied_with_best(row, frame, groups) for row in frame.itertuples(index=False)
+    ]
     return frame.drop(columns="_benchmark_order").reset_index(drop=True)
+
+
+def _tied_with_best(row, frame: pd.DataFrame, groups: dict[tuple, list[RunRecord]]) -> bool:
+    """True when a paired test on the episodes this row shares with its column's best row
+    cannot separate them (p >= TIE_ALPHA); False for the best row itself and without shared
+    episodes."""
+    if row.best:
+        return False
+    column = tuple(getattr(row, k) for k in COLUMN_KEYS)
+    champions = frame[frame["best"] & (frame[COLUMN_KEYS].apply(tuple, axis=1) == column)]
+    champion = champions.iloc[0]
+    mine = groups[tuple(getattr(row, k) for k in ROW_KEYS) + column]
+    theirs = groups[tuple(champion[k] for k in ROW_KEYS) + column]
+    try:
+        pairs = paired_runs(mine, theirs)
+    except FsarbenchError:  # different episode sets: nothing to pair
+        return False
+    return bool(pairs) and pooled_difference(pairs).p_value >= TIE_ALPHA
 
 
 def _column_label(benchmark: str, n_way: int, k_shot: int) -> str:
@@ -64,9 +94,13 @@ def _column_label(benchmark: str, n_way: int, k_shot: int) -> str:
 def _cell(row, fmt: str) -> str:
     episodes = row.n_episodes_per_seed
     size = f"{row.n_seeds}×{int(episodes):,}" if not math.isnan(episodes) else f"{row.n_seeds}×?"
+    if not math.isnan(row.seed_std):
+        size += f", sd {row.seed_std:.2f}"
     text = f"{row.acc_mean:.2f} ± {row.acc_ci95:.2f}"
     if row.best:
         text = {"md": f"**{text}**", "latex": f"\\textbf{{{text}}}", "html": f"<b>{text}</b>"}[fmt]
+    if row.tied_with_best:
+        text += "$^\\dagger$" if fmt == "latex" else "†"
     if fmt == "latex":
         text = text.replace("±", "$\\pm$")
         size = size.replace("×", "$\\times$")
@@ -93,8 +127,10 @@ def render_leaderboard(records: list[RunRecord], fmt: str = "md") -> str:
         return long.to_csv(index=False)
     wide = leaderboard_wide(long, fmt)
     legend = (
-        "Accuracy (%): mean over seeds ± 95% interval of the pooled "
-        "episodes (1.96 × std / √n); (seeds × episodes per seed); best per column in bold."
+        "Accuracy (%): mean over seeds ± 95% interval of the pooled episodes (1.96 × std / √n); "
+        "(seeds × episodes per seed, sd: standard deviation of the per-seed means); best per "
+        f"column in bold; †: a paired t-test on the shared episodes cannot tell it from the "
+        f"best (p ≥ {TIE_ALPHA})."
     )
     if fmt == "md":
         return wide.to_markdown(index=False) + "\n\n" + legend + "\n"

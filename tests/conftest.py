@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+from dataclasses import fields
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fsarbench.benchmarks.synth import SynthConfig
+from fsarbench.results import RunRecord, record_path, write_record
 
 REPO = Path(__file__).resolve().parents[1]
 # Tests and CI read the real split lists from the shared folder beside the checkout; the
@@ -61,3 +64,37 @@ def tiny_synth_home(tmp_path_factory) -> Path:
         else:
             os.environ["FSARBENCH_HOME"] = previous
     return home
+
+
+def make_record(method, accuracies, seed=0, training="pretrain+frozen", k_shot=1, **kw):
+    """A record with the fields a comparison reads; the rest are placeholders."""
+    values = {f.name: None for f in fields(RunRecord)}
+    accuracies = [float(a) for a in accuracies]
+    values.update(
+        method=method,
+        backbone="resnet18_synth",
+        benchmark="synth",
+        training=training,
+        protocol_name="synth-5way",
+        protocol_version=1,
+        n_way=5,
+        k_shot=k_shot,
+        queries_per_class=1,
+        seed=seed,
+        n_episodes=len(accuracies),
+        acc_mean=100 * float(np.mean(accuracies)),
+        acc_ci95=0.0,
+        episode_accuracies=accuracies,
+        episode_set_hash=f"episodes-seed{seed}-shot{k_shot}",
+        breakdown={},
+        notes=[],
+        schema_version=1,
+    )
+    values.update(kw)
+    return RunRecord(**values)
+
+
+def write_records(records, results):
+    for r in records:
+        name = f"{r.protocol_name}-{r.k_shot}shot-seed{r.seed}"
+        write_record(r, record_path(results, r.benchmark, r.method, r.backbone, r.training, name))

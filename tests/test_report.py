@@ -77,9 +77,30 @@ def test_long_table_pools_seeds_and_marks_the_best():
 def test_markdown_cells():
     text = render_leaderboard(RECORDS, "md")
     assert "**80.00 ± 13.86** (1×4)" in text
-    assert "50.00 ±" in text and "(2×4)" in text
+    assert "50.00 ± 12.00†" in text and "(2×4, sd 0.00)" in text  # seeds 0 and 1 both at 50
     assert "ucf101 5-way 1-shot" in text and "synth 5-way 5-shot" in text
     assert "| otam" in text and "–" in text  # otam has no synth run: a dash, not a gap
+
+
+def test_rows_the_paired_test_cannot_separate_from_the_best_are_marked():
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 6, 2000) / 5
+    records = [
+        record("best", "ucf101", 1, 0, list(np.minimum(base + 0.2, 1.0))),
+        record("close", "ucf101", 1, 0, list(np.minimum(base + 0.2, 1.0))),
+        record("worse", "ucf101", 1, 0, list(base)),
+    ]
+    records[1].episode_accuracies[0] = 0.0  # one episode lower: indistinguishable
+    records[1].acc_mean -= 0.05
+    long = leaderboard_long(records).set_index("method")
+    assert long.loc["best", "best"] and not long.loc["best", "tied_with_best"]
+    assert long.loc["close", "tied_with_best"] and not long.loc["worse", "tied_with_best"]
+    other_episodes = record("elsewhere", "ucf101", 1, 1, list(base))  # seed 1: nothing shared
+    assert (
+        not leaderboard_long([*records, other_episodes])
+        .set_index("method")
+        .loc["elsewhere", "tied_with_best"]
+    )
 
 
 def test_csv_is_plain_numbers():
@@ -147,3 +168,30 @@ def test_breakdown_without_synth_records_is_a_clear_error():
 
     with pytest.raises(FsarbenchError, match="no record has an order-pair breakdown"):
         render_breakdown([record("protonet", "ucf101", 1, 0, [0.5])])
+
+
+def test_plots_are_written_as_png_and_svg_with_every_row_labelled(tmp_path):
+    from conftest import make_record
+    from fsarbench.plots import write_plots
+
+    records = [
+        make_record(method, [0.2 * (i % 6) for i in range(50)], seed=seed, k_shot=shot)
+        for method in ("protonet", "otam")
+        for shot in (1, 5)
+        for seed in (0, 1)
+    ]
+    written = write_plots(records, tmp_path / "figures")
+    names = sorted(p.name for p in written)
+    assert names == [
+        "accuracy-synth-5way-1shot.png",
+        "accuracy-synth-5way-1shot.svg",
+        "accuracy-synth-5way-5shot.png",
+        "accuracy-synth-5way-5shot.svg",
+        "shots-synth-5way.png",
+        "shots-synth-5way.svg",
+    ]
+    assert all(p.stat().st_size > 1000 for p in written)
+    assert (tmp_path / "figures" / "accuracy-synth-5way-1shot.png").read_bytes()[:4] == b"\x89PNG"
+    svg = (tmp_path / "figures" / "shots-synth-5way.svg").read_text()
+    # matplotlib writes text as glyph paths with the string in a comment
+    assert "otam (resnet18_synth, pretrain+frozen)" in svg

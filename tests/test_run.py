@@ -174,7 +174,7 @@ def test_cli_run_then_report(home, tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert out.count("5-way 1-shot seed") == 4 and "(30 episodes," in out
-    assert "(2×30)" in out and "**" in out
+    assert "(2×30, sd " in out and "**" in out
     assert len(load_records(results)) == 4
 
     assert (

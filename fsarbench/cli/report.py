@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+from fsarbench.docs import DOCS_RESULTS, sync_docs
 from fsarbench.fileio import atomic_write_text
 from fsarbench.report import FORMATS, render_breakdown, render_leaderboard
 from fsarbench.results import load_records
@@ -15,8 +17,9 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--results-dir",
         type=Path,
-        default=Path("results"),
-        help="where the records are (default: ./results)",
+        default=None,
+        help="where the records are (default: ./results; with --write-docs or --check: "
+        "./results/synth)",
     )
     parser.add_argument("--format", choices=FORMATS, default="md", help="default: md")
     parser.add_argument("--out", type=Path, default=None, help="write to a file, not stdout")
@@ -25,6 +28,26 @@ def register(subparsers) -> None:
         action="store_true",
         help="instead of the leaderboard: accuracy on the queries only temporal order can "
         "decide (synth's order twins) against the other queries",
+    )
+    parser.add_argument(
+        "--plots",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also write figures (PNG and SVG) into DIR: accuracy with 95%% intervals per "
+        "benchmark and shot, accuracy against shots",
+    )
+    docs = parser.add_mutually_exclusive_group()
+    docs.add_argument(
+        "--write-docs",
+        action="store_true",
+        help="from the repository root: rewrite the generated numbers in README.md and "
+        "configs/*/README.md",
+    )
+    docs.add_argument(
+        "--check",
+        action="store_true",
+        help="from the repository root: exit 1 if those numbers are stale",
     )
     parser.set_defaults(handler=run)
 
@@ -39,5 +62,27 @@ def print_leaderboard(records, fmt: str, out: Path | None, breakdown: bool = Fal
 
 
 def run(args: argparse.Namespace) -> int:
-    print_leaderboard(load_records(args.results_dir), args.format, args.out, args.breakdown)
+    if args.write_docs or args.check:
+        return sync(args.results_dir or DOCS_RESULTS, write=args.write_docs)
+    records = load_records(args.results_dir or Path("results"))
+    print_leaderboard(records, args.format, args.out, args.breakdown)
+    if args.plots is not None:
+        from fsarbench.plots import write_plots
+
+        written = write_plots(records, args.plots)
+        print(f"wrote {len(written)} figures to {args.plots}")
+    return 0
+
+
+def sync(results_dir: Path, write: bool) -> int:
+    written, problems = sync_docs(Path.cwd(), results_dir, write)
+    for path in written:
+        print(f"wrote {path.relative_to(Path.cwd())}")
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        print("run `fsarbench report --write-docs` and commit the READMEs", file=sys.stderr)
+        return 1
+    if not write:
+        print(f"the generated numbers match the records in {results_dir}")
     return 0
