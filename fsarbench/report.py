@@ -30,8 +30,12 @@ ROW_KEYS = ["method", "backbone", "training"]
 COLUMN_KEYS = ["benchmark", "n_way", "k_shot"]
 
 
-def leaderboard_long(records: list[RunRecord]) -> pd.DataFrame:
-    """One row per (method, backbone, training, benchmark, way, shot), plain numbers."""
+def leaderboard_long(
+    records: list[RunRecord], reported: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """One row per (method, backbone, training, benchmark, way, shot), plain numbers; with
+    ``reported`` (``fsarbench.reported.load_reported``), the published numbers for the columns
+    our records have, as rows of training ``paper`` (never best: other episodes)."""
     groups: dict[tuple, list[RunRecord]] = {}
     for record in records:
         key = tuple(getattr(record, k) for k in ROW_KEYS + COLUMN_KEYS)
@@ -58,15 +62,46 @@ def leaderboard_long(records: list[RunRecord]) -> pd.DataFrame:
             "no result records to report", "run `fsarbench run` first, or pass --results-dir"
         )
     frame = pd.DataFrame(rows)
-    order = {name: i for i, name in enumerate(BENCHMARKS)}
-    frame["_benchmark_order"] = frame["benchmark"].map(lambda b: order.get(b.split("-")[0], 99))
-    frame = frame.sort_values(["_benchmark_order", "benchmark", "n_way", "k_shot", "method"])
     best = frame.groupby(COLUMN_KEYS)["acc_mean"].transform("max")
     frame["best"] = np.isclose(frame["acc_mean"], best)
     frame["tied_with_best"] = [
         _tied_with_best(row, frame, groups) for row in frame.itertuples(index=False)
     ]
+    frame["source"], frame["evidence"] = "", ""
+    if reported is not None:
+        frame = pd.concat([frame, _reported_rows(reported, frame)], ignore_index=True)
+    order = {name: i for i, name in enumerate(BENCHMARKS)}
+    frame["_benchmark_order"] = frame["benchmark"].map(
+        lambda b: order.get(b, order.get(b.split("-")[0], len(order)))
+    )
+    frame = frame.sort_values(["_benchmark_order", "benchmark", "n_way", "k_shot", "method"])
     return frame.drop(columns="_benchmark_order").reset_index(drop=True)
+
+
+def _reported_rows(reported: pd.DataFrame, ours: pd.DataFrame) -> pd.DataFrame:
+    columns = set(ours[COLUMN_KEYS].itertuples(index=False, name=None))
+    keep = [tuple(row) in columns for row in reported[COLUMN_KEYS].itertuples(index=False)]
+    chosen = reported[keep]
+    return pd.DataFrame(
+        dict(
+            method=chosen["method"],
+            backbone=chosen["backbone"],
+            training="paper",
+            benchmark=chosen["benchmark"],
+            n_way=chosen["n_way"],
+            k_shot=chosen["k_shot"],
+            acc_mean=chosen["accuracy"].astype(float),
+            acc_ci95=math.nan,
+            seed_std=math.nan,
+            n_seeds=0,
+            n_episodes_per_seed=math.nan,
+            episode_set_hashes="",
+            best=False,
+            tied_with_best=False,
+            source=chosen["source"],
+            evidence=chosen["evidence"],
+        )
+    )
 
 
 def _tied_with_best(row, frame: pd.DataFrame, groups: dict[tuple, list[RunRecord]]) -> bool:
@@ -92,6 +127,9 @@ def _column_label(benchmark: str, n_way: int, k_shot: int) -> str:
 
 
 def _cell(row, fmt: str) -> str:
+    if row.training == "paper":
+        mark = "" if row.evidence == "read" else ("$^*$" if fmt == "latex" else "*")
+        return f"{row.acc_mean:.1f}{mark}"
     episodes = row.n_episodes_per_seed
     size = f"{row.n_seeds}×{int(episodes):,}" if not math.isnan(episodes) else f"{row.n_seeds}×?"
     if not math.isnan(row.seed_std):
@@ -119,10 +157,12 @@ def leaderboard_wide(long: pd.DataFrame, fmt: str) -> pd.DataFrame:
     return frame.reindex(columns=ROW_KEYS + columns).fillna("–")
 
 
-def render_leaderboard(records: list[RunRecord], fmt: str = "md") -> str:
+def render_leaderboard(
+    records: list[RunRecord], fmt: str = "md", reported: pd.DataFrame | None = None
+) -> str:
     if fmt not in FORMATS:
         raise FsarbenchError(f"unknown format {fmt!r}", f"use one of {', '.join(FORMATS)}")
-    long = leaderboard_long(records)
+    long = leaderboard_long(records, reported)
     if fmt == "csv":
         return long.to_csv(index=False)
     wide = leaderboard_wide(long, fmt)
@@ -132,6 +172,11 @@ def render_leaderboard(records: list[RunRecord], fmt: str = "md") -> str:
         f"column in bold; †: a paired t-test on the shared episodes cannot tell it from the "
         f"best (p ≥ {TIE_ALPHA})."
     )
+    if (long["training"] == "paper").any():
+        legend += (
+            " Training `paper`: the number the paper reports (its episodes, not ours; sources "
+            "in results/reported/published.csv); *: not verified against the paper text."
+        )
     if fmt == "md":
         return wide.to_markdown(index=False) + "\n\n" + legend + "\n"
     if fmt == "html":

@@ -8,6 +8,7 @@ writes its record atomically when it finishes, so an interrupted suite restarts 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import importlib.metadata
 import platform
 import subprocess
@@ -263,6 +264,16 @@ class BenchmarkData:
     def videos(self, split: str):
         return split_videos(self.prepared, self.folder, split)
 
+    def identity(self) -> dict:
+        """What a run reads: where the videos are and the bytes of every split's prepared
+        list. It enters the run config, so its hash, the training stages' work folders and the
+        record's ``config_hash``: a regenerated synth or a re-prepared benchmark is never served
+        stale weights or a stale record."""
+        digest = hashlib.sha256()
+        for split in sorted(self.prepared.splits):
+            digest.update((self.folder / self.prepared.splits[split].annotation).read_bytes())
+        return dict(data_root=str(self.prepared.data_root), annotations=digest.hexdigest())
+
     def features(
         self, store: FeatureStore, model, split: str, dtype: str, evaluation: dict, progress: bool
     ):
@@ -342,6 +353,7 @@ def train_model(
                 recipe=recipe,
                 backbone=config.backbone,
                 pipeline=data.pipeline(True),
+                data=data.identity(),
                 initial_weights=weights_hash(model.backbone),
             )
         )
@@ -469,16 +481,17 @@ def run_one(
         protocol["name"], protocol["n_way"], protocol["k_shot"], protocol["test_episodes"], seed
     )
     path = record_path(options.results_dir, key, method, config.backbone_name, tag, name)
+    data = load_benchmark_data(benchmark, config, options)
+    config.data = data.identity()
     digest = config_hash(config)
     notes = []
     if path.is_file() and not options.force:
         existing = load_record(path)
         if existing.config_hash == digest:
             return RunOutcome(existing, path, skipped=True)
-        notes.append("config changed since the stored record: run again")
+        notes.append("config or data changed since the stored record: run again")
 
     store = store or FeatureStore()
-    data = load_benchmark_data(benchmark, config, options)
     spec = EpisodeSpec(
         protocol["n_way"],
         protocol["k_shot"],

@@ -195,3 +195,50 @@ def test_plots_are_written_as_png_and_svg_with_every_row_labelled(tmp_path):
     svg = (tmp_path / "figures" / "shots-synth-5way.svg").read_text()
     # matplotlib writes text as glyph paths with the string in a comment
     assert "otam (resnet18_synth, pretrain+frozen)" in svg
+
+
+def test_published_numbers_join_only_the_columns_we_ran():
+    from fsarbench.reported import DEFAULT_REPORTED, load_reported
+
+    reported = load_reported(DEFAULT_REPORTED)
+    assert set(reported["evidence"]) <= {"read", "memory", "secondary"}
+    ta2n = reported[(reported.method == "ta2n") & (reported.benchmark == "ucf101")]
+    assert sorted(ta2n["accuracy"]) == [81.9, 95.1]  # TA2N Table 2, read in the paper
+    ours = [record("protonet", "ucf101", 1, 0, [0.6, 0.8, 0.8, 1.0])]
+    long = leaderboard_long(ours, reported)
+    papers = long[long.training == "paper"]
+    assert set(papers.benchmark) == {"ucf101"} and set(papers.k_shot) == {1}
+    assert long[long.training != "paper"].iloc[0].best and not papers.best.any()
+    text = render_leaderboard(ours, "md", reported)
+    assert "| ta2n      | resnet50     | paper      | 81.9 " in text
+    assert "78.2*" in text  # TRX 1-shot UCF: quoted by a later paper, not verified
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("method,backbone\nprotonet,resnet50\n", "lacks the column"),
+        (
+            "method,backbone,benchmark,n_way,k_shot,accuracy,source,evidence\n"
+            "protonet,resnet50,ucf101,5,1,high,paper,read\n",
+            "accuracy is not a number on line(s) 2",
+        ),
+        (
+            "method,backbone,benchmark,n_way,k_shot,accuracy,source,evidence\n"
+            "protonet,resnet50,ucf101,5,1,74.0,paper,hearsay\n",
+            "unknown evidence 'hearsay'",
+        ),
+    ],
+)
+def test_malformed_published_numbers_are_clear_errors(tmp_path, content, message, capsys):
+    from fsarbench.cli import main
+    from fsarbench.errors import FsarbenchError
+    from fsarbench.reported import load_reported
+
+    path = tmp_path / "published.csv"
+    path.write_text(content)
+    with pytest.raises(FsarbenchError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_reported(path)
+    assert main(["report", "--reported", str(path), "--results-dir", str(tmp_path)]) == 2
+    with pytest.raises(FsarbenchError, match="does not exist"):
+        load_reported(tmp_path / "none.csv")

@@ -222,6 +222,25 @@ def test_a_fixed_pretraining_seed_gives_one_stage_for_every_run_seed(home, tmp_p
     assert len(list(work_root().rglob("backbone.pth"))) == 2
 
 
+def test_changed_data_is_never_served_stale_weights_or_records(
+    tiny_synth_home, tmp_path, monkeypatch
+):
+    # a home of its own: the train list is rewritten below, as a regenerated benchmark would be
+    home = tmp_path / "home"
+    shutil.copytree(tiny_synth_home, home)
+    monkeypatch.setenv("FSARBENCH_HOME", str(home))
+    fixed = {"schedule.pretrain.seed": 5}
+    first = run("protonet", tmp_path, "frozen", pretrain=True, cfg_options=fixed)
+    assert run("protonet", tmp_path, "frozen", pretrain=True, cfg_options=fixed).skipped
+    (train_list,) = home.rglob("prepared/train.txt")
+    lines = train_list.read_text().splitlines(keepends=True)
+    train_list.write_text("".join(reversed(lines)))  # the same videos, other bytes
+    again = run("protonet", tmp_path, "frozen", pretrain=True, cfg_options=fixed)
+    assert not again.skipped and "data changed" in again.record.notes[0]
+    assert again.record.config_hash != first.record.config_hash
+    assert len(list(work_root().rglob("backbone.pth"))) == 2  # pretrained again
+
+
 def test_checkpoint_loader_trusts_only_fsarbench_files(home, tmp_path):
     payload = {"state_dict": {"w": torch.zeros(2)}, "meta": np.float64(1.0)}
     inside = work_root() / "x" / "run.pth"

@@ -9,6 +9,7 @@ from pathlib import Path
 from fsarbench.docs import DOCS_RESULTS, sync_docs
 from fsarbench.fileio import atomic_write_text
 from fsarbench.report import FORMATS, render_breakdown, render_leaderboard
+from fsarbench.reported import DEFAULT_REPORTED, load_reported
 from fsarbench.results import load_records
 
 
@@ -37,6 +38,18 @@ def register(subparsers) -> None:
         help="also write figures (PNG and SVG) into DIR: accuracy with 95%% intervals per "
         "benchmark and shot, accuracy against shots",
     )
+    papers = parser.add_mutually_exclusive_group()
+    papers.add_argument(
+        "--reported",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="published numbers to show beside ours, for the columns we have (default: "
+        "results/reported/published.csv of the checkout)",
+    )
+    papers.add_argument(
+        "--no-reported", action="store_true", help="leave the published numbers out"
+    )
     docs = parser.add_mutually_exclusive_group()
     docs.add_argument(
         "--write-docs",
@@ -52,8 +65,18 @@ def register(subparsers) -> None:
     parser.set_defaults(handler=run)
 
 
-def print_leaderboard(records, fmt: str, out: Path | None, breakdown: bool = False) -> None:
-    text = (render_breakdown if breakdown else render_leaderboard)(records, fmt)
+def default_reported():
+    """The checkout's published numbers, or None in an installed copy without them."""
+    return load_reported(DEFAULT_REPORTED) if DEFAULT_REPORTED.is_file() else None
+
+
+def print_leaderboard(
+    records, fmt: str, out: Path | None, breakdown: bool = False, reported=None
+) -> None:
+    if breakdown:
+        text = render_breakdown(records, fmt)
+    else:
+        text = render_leaderboard(records, fmt, reported)
     if out is None:
         print(text, end="" if text.endswith("\n") else "\n")
     else:
@@ -65,7 +88,13 @@ def run(args: argparse.Namespace) -> int:
     if args.write_docs or args.check:
         return sync(args.results_dir or DOCS_RESULTS, write=args.write_docs)
     records = load_records(args.results_dir or Path("results"))
-    print_leaderboard(records, args.format, args.out, args.breakdown)
+    if args.no_reported:
+        reported = None
+    elif args.reported is not None:
+        reported = load_reported(args.reported)
+    else:
+        reported = default_reported()
+    print_leaderboard(records, args.format, args.out, args.breakdown, reported)
     if args.plots is not None:
         from fsarbench.plots import write_plots
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from mmengine.config import DictAction
 
 from fsarbench.benchmarks.synth import SynthConfig
-from fsarbench.cli.report import print_leaderboard
+from fsarbench.cli.report import default_reported, print_leaderboard
 from fsarbench.config import TRAINING_MODES
 from fsarbench.console import stderr
 from fsarbench.runs import (
@@ -149,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
         on_outcome=print_outcome,
     )
     print()
-    print_leaderboard([outcome.record for outcome in outcomes], "md", None)
+    records = [outcome.record for outcome in outcomes]
+    print_leaderboard(records, "md", None, reported=default_reported())
     print(f"records in {args.results_dir / 'runs'}; `fsarbench report` prints all of them")
     return 0
 
