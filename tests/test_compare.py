@@ -95,6 +95,13 @@ def test_compare_command_prints_a_paired_table(tmp_path, capsys):
     assert main(["compare", "protonet", "trx", "--results-dir", str(tmp_path)]) == 2
     assert "no result records for trx" in capsys.readouterr().err
     assert (
+        main(
+            ["compare", "protonet", "otam", "--datasets", "ucf101", "--results-dir", str(tmp_path)]
+        )
+        == 2
+    )
+    assert "no result records on ucf101" in capsys.readouterr().err
+    assert (
         main(["compare", "protonet", "otam", "--datasets", "nope", "--results-dir", str(tmp_path)])
         == 2
     )

@@ -7,44 +7,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import make_record
 from fsarbench.report import leaderboard_long, render_leaderboard
 from fsarbench.results import RunRecord
 from fsarbench.stats import mean_and_ci95
 
 
 def record(method, benchmark, k_shot, seed, accuracies):
-    mean, ci95 = mean_and_ci95(accuracies)
-    return RunRecord(
-        method=method,
-        method_config={"type": method},
-        backbone="resnet50",
-        benchmark=benchmark,
-        split="test",
-        training="none",
-        protocol={},
-        protocol_name="trx-5way",
-        protocol_version=1,
-        n_way=5,
-        k_shot=k_shot,
-        queries_per_class=1,
+    return make_record(
+        method,
+        accuracies,
         seed=seed,
-        n_episodes=len(accuracies),
-        acc_mean=mean,
-        acc_ci95=ci95,
-        episode_accuracies=list(accuracies),
+        k_shot=k_shot,
+        benchmark=benchmark,
+        backbone="resnet50",
+        training="none",
+        protocol_name="trx-5way",
         episode_set_hash=f"{seed}" * 64,
-        backbone_weights_hash="w" * 64,
-        checkpoint_hash="c" * 64,
-        weights_file=None,
-        config_hash="h" * 64,
-        feature_cache=True,
-        feature_dtype="float16",
-        versions={},
-        git_commit=None,
-        device="cpu",
-        wall_time_s=1.0,
-        embed_frame_forwards=0,
-        created="2026-11-21T00:00:00+00:00",
     )
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from fsarbench.compare import TEST_NAME, MethodSpec, compare_methods, format_p
+from fsarbench.errors import FsarbenchError
 from fsarbench.results import load_records
 from fsarbench.runs import resolve_benchmarks
 
@@ -45,6 +46,11 @@ def run(args: argparse.Namespace) -> int:
     names = benchmark_names(args.datasets)
     records = load_records(args.results_dir)
     wanted = sorted({r.benchmark for r in records if matches_benchmark(r.benchmark, names)})
+    if names and not wanted:
+        raise FsarbenchError(
+            f"no result records on {', '.join(names)} in {args.results_dir}",
+            "run the methods there first, or pass --results-dir",
+        )
     comparisons = compare_methods(records, args.a, args.b, wanted if names else None)
     rows = [
         {
