@@ -49,6 +49,7 @@ def leaderboard_long(
         rows.append(
             dict(
                 zip(ROW_KEYS + COLUMN_KEYS, key, strict=True),
+                leakage=",".join(sorted({c for r in runs for c in r.leakage})),
                 acc_mean=float(np.mean(seed_means)),
                 acc_ci95=pooled_ci95,
                 seed_std=float(np.std(seed_means, ddof=1)) if len(runs) > 1 else math.nan,
@@ -90,6 +91,7 @@ def _reported_rows(reported: pd.DataFrame, ours: pd.DataFrame) -> pd.DataFrame:
             benchmark=chosen["benchmark"],
             n_way=chosen["n_way"],
             k_shot=chosen["k_shot"],
+            leakage="",
             acc_mean=chosen["accuracy"].astype(float),
             acc_ci95=math.nan,
             seed_std=math.nan,
@@ -139,6 +141,8 @@ def _cell(row, fmt: str) -> str:
         text = {"md": f"**{text}**", "latex": f"\\textbf{{{text}}}", "html": f"<b>{text}</b>"}[fmt]
     if row.tied_with_best:
         text += "$^\\dagger$" if fmt == "latex" else "†"
+    if row.leakage:  # the backbone's pretraining saw the test classes (--allow-leakage)
+        text += "$^\\ddagger$" if fmt == "latex" else "‡"
     if fmt == "latex":
         text = text.replace("±", "$\\pm$")
         size = size.replace("×", "$\\times$")
@@ -172,6 +176,11 @@ def render_leaderboard(
         f"column in bold; †: a paired t-test on the shared episodes cannot tell it from the "
         f"best (p ≥ {TIE_ALPHA})."
     )
+    if (long["leakage"] != "").any():
+        legend += (
+            " ‡: the backbone's pretraining has seen this benchmark's test classes "
+            "(run with --allow-leakage; not a few-shot result)."
+        )
     if (long["training"] == "paper").any():
         legend += (
             " Training `paper`: the number the paper reports (its episodes, not ours; sources "

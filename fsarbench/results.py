@@ -61,6 +61,10 @@ class RunRecord:
     # {"order_pairs": {queries, acc, acc_ci95, twin_predicted, twin_predicted_ci95},
     #  "no_twin_in_episode": {queries, acc, acc_ci95}}, percent; {} elsewhere.
     breakdown: dict = field(default_factory=dict)
+    # Corpora the backbone's --weights were declared pretrained on, and those of them whose
+    # labels include the benchmark's test classes (runs only with --allow-leakage).
+    pretrained_on: list[str] = field(default_factory=list)
+    leakage: list[str] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
     notes: list[str] = field(default_factory=list)
 

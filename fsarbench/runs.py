@@ -45,6 +45,7 @@ from fsarbench.features import (
     pipeline_hash,
     weights_hash,
 )
+from fsarbench.leakage import check_leakage, leakage_for
 from fsarbench.paths import data_dir
 from fsarbench.registry import DATASETS, MODELS
 from fsarbench.results import RunRecord, load_record, record_path, run_name, write_record
@@ -232,6 +233,8 @@ class SuiteOptions:
     training: str | None = None  # none | finetune | frozen; None: the schedule's default
     pretrain: bool | None = None  # None: the schedule's default
     cfg_options: dict = field(default_factory=dict)  # dotted keys merged into every run config
+    pretrained_on: tuple[str, ...] = ()  # corpora the --weights were pretrained on
+    allow_leakage: bool = False  # run even when that pretraining saw the test classes
 
 
 @dataclass
@@ -481,6 +484,9 @@ def run_one(
         protocol["name"], protocol["n_way"], protocol["k_shot"], protocol["test_episodes"], seed
     )
     path = record_path(options.results_dir, key, method, config.backbone_name, tag, name)
+    check_leakage([benchmark], options.pretrained_on, options.allow_leakage)
+    if options.pretrained_on:  # what the weights saw is part of the run's identity
+        config.pretrained_on = list(options.pretrained_on)
     data = load_benchmark_data(benchmark, config, options)
     config.data = data.identity()
     digest = config_hash(config)
@@ -565,6 +571,8 @@ def run_one(
         train_iterations=trained.iterations if trained else 0,
         best_val_acc=trained.best_val_acc if trained else None,
         breakdown=order_pair_breakdown(episode_set, scores.predictions),
+        pretrained_on=list(options.pretrained_on),
+        leakage=leakage_for(benchmark, options.pretrained_on),
         notes=notes,
     )
     write_record(record, path)
@@ -616,10 +624,16 @@ def check_inputs(
     queries: int | None,
     options: SuiteOptions,
 ) -> None:
-    """Everything that can be checked before the first run starts: weights, devices, data, and
-    whether each benchmark's test split can supply the largest episodes asked for."""
+    """Everything that can be checked before the first run starts: weights, devices, leakage,
+    data, and whether each benchmark's test split can supply the largest episodes asked for."""
     if options.weights is not None and not options.weights.is_file():
         raise FsarbenchError(f"--weights {options.weights}: no such file")
+    if options.pretrained_on and options.weights is None:
+        raise FsarbenchError(
+            "--pretrained-on describes the --weights file, but no --weights was given",
+            "pass --weights FILE with it, or drop --pretrained-on",
+        )
+    check_leakage(benchmarks, options.pretrained_on, options.allow_leakage)
     if options.synth is not None:
         options.synth.validate()
     if options.synth is not None and not any(b.is_synthetic for b in benchmarks):

@@ -60,6 +60,8 @@ class Benchmark:
     line_format: str = "<class>/<video id>"
     class_names: str = "in the split lists"
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # pretraining corpora whose labels include this benchmark's test classes (leakage guard)
+    test_classes_in: tuple[str, ...] = ()
 
     @property
     def is_synthetic(self) -> bool:
@@ -115,6 +117,7 @@ _register(
         name="ssv2-full",
         title="Something-Something-v2, OTAM split",
         aliases=("ssv2",),
+        test_classes_in=("ssv2",),
         protocol="OTAM split (Cao et al., CVPR 2020): 64/12/24 classes, every video of a class",
         source="R00Kie-Liu/TA2N splits/ssv2_OTAM @ 2becdd8 (val/test identical to tobyperrett/trx)",
         layout=_SSV2_LAYOUT,
@@ -159,6 +162,7 @@ _register(
         name="ssv2-small",
         title="Something-Something-v2, CMN split (SSv2-100)",
         aliases=(),
+        test_classes_in=("ssv2",),
         protocol="CMN split (Zhu & Yang, ECCV 2018): 64/12/24 classes, 100 videos per class",
         source="ffmpbgrnn/CMN smsm-100 @ 23b5ef3 (identical to tobyperrett/trx ssv2_CMN)",
         layout=_SSV2_LAYOUT,
@@ -198,6 +202,8 @@ _register(
         name="k100",
         title="Kinetics-100, CMN split",
         aliases=("kinetics",),
+        # Kinetics-600 and -700 extend Kinetics-400's classes
+        test_classes_in=("kinetics-400", "kinetics-600", "kinetics-700"),
         protocol="CMN split (Zhu & Yang, ECCV 2018): 64/12/24 Kinetics-400 classes, 100 per class",
         source="ffmpbgrnn/CMN kinetics-100 @ 23b5ef3 (identical to tobyperrett/trx kinetics_CMN)",
         layout=_KINETICS_LAYOUT,

@@ -12,6 +12,7 @@ from fsarbench.benchmarks.synth import SynthConfig
 from fsarbench.cli.report import default_reported, print_leaderboard
 from fsarbench.config import TRAINING_MODES
 from fsarbench.console import stderr
+from fsarbench.leakage import PRETRAINING_CORPORA, parse_pretrained_on
 from fsarbench.runs import (
     RunOutcome,
     SuiteOptions,
@@ -70,6 +71,21 @@ def register(subparsers) -> None:
         type=Path,
         default=None,
         help="backbone state dict to load (default: the seeded initialisation)",
+    )
+    parser.add_argument(
+        "--pretrained-on",
+        type=str,
+        default="",
+        metavar="CORPORA",
+        help="what the --weights were pretrained on, comma-separated ("
+        + ", ".join(PRETRAINING_CORPORA)
+        + "); recorded, and checked against the benchmark's test classes",
+    )
+    parser.add_argument(
+        "--allow-leakage",
+        action="store_true",
+        help="run even when that pretraining has seen the benchmark's test classes "
+        "(Kinetics on k100, SSv2 on ssv2-*); the record and the leaderboard mark the run",
     )
     parser.add_argument(
         "--train",
@@ -132,6 +148,8 @@ def run(args: argparse.Namespace) -> int:
         training=args.train,
         pretrain=args.pretrain,
         cfg_options=args.cfg_options,
+        pretrained_on=parse_pretrained_on(args.pretrained_on),
+        allow_leakage=args.allow_leakage,
     )
     ways, shots = args.ways or [None], args.shots or [1, 5]
     total = len(methods) * len(benchmarks) * len(ways) * len(shots) * len(args.seeds)
