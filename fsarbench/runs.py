@@ -29,6 +29,7 @@ from fsarbench.benchmarks.synth import SynthConfig, ensure_synth
 from fsarbench.breakdown import order_pair_breakdown
 from fsarbench.config import compose_run_config, config_hash, method_config_roots
 from fsarbench.configs import CONFIG_ROOT
+from fsarbench.console import stderr
 from fsarbench.data.episodes import (
     EpisodeDrawer,
     EpisodeSpec,
@@ -166,8 +167,9 @@ def git_commit() -> str | None:
 
 
 def load_backbone_weights(backbone: torch.nn.Module, path: Path) -> None:
-    """Load a state dict saved from this backbone (``torch.save(state_dict)`` or safetensors),
-    with ``weights_only=True``; every key and shape is checked."""
+    """Load backbone weights (``torch.save`` or safetensors) with ``weights_only=True``: this
+    backbone's own state dict or a common layout it adapts (``adapt_state_dict``: for ResNet,
+    torchvision's and MMAction2's); every key and shape is then checked."""
     if not path.is_file():
         raise FsarbenchError(f"--weights {path}: no such file")
     try:
@@ -182,12 +184,20 @@ def load_backbone_weights(backbone: torch.nn.Module, path: Path) -> None:
             f"--weights {path} cannot be read as a state dict ({type(error).__name__}: {error})",
             "save weights with torch.save(model.state_dict(), FILE) or as .safetensors",
         ) from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    prefix = "backbone."
-    if all(key.startswith(prefix) for key in state):
-        state = {key[len(prefix) :]: value for key, value in state.items()}
+    if not isinstance(state, dict):
+        raise FsarbenchError(
+            f"--weights {path} holds a {type(state).__name__}, not a state dict",
+            "save weights with torch.save(model.state_dict(), FILE) or as .safetensors",
+        )
+    if hasattr(backbone, "adapt_state_dict"):  # the backbone knows the common key layouts
+        state, dropped = backbone.adapt_state_dict(state)
+        if dropped:
+            stderr.print(f"--weights {path.name}: {len(dropped)} classifier keys left out")
     expected = backbone.state_dict()
+    # BatchNorm counters are absent from older checkpoints and play no part at test time
+    for key in expected:
+        if key.endswith("num_batches_tracked") and key not in state:
+            state[key] = expected[key]
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
     wrong = sorted(

@@ -7,6 +7,7 @@ per-frame features are the spatial mean of the maps.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import torch
@@ -51,3 +52,49 @@ class FrameResNet(nn.Module):
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         return self.resnet(frames)  # [B, C, h, w]
+
+    @staticmethod
+    def adapt_state_dict(state: dict) -> tuple[dict, list[str]]:
+        """ResNet weights in the common layouts -> this module's keys, and the keys dropped.
+
+        Accepted: this module's own (``resnet.conv1.conv.weight``); MMAction2's ResNet
+        (``conv1.conv.weight``, as in TSN checkpoints under ``backbone.``); torchvision's and
+        MMPretrain's (``conv1.weight``, ``bn1.*``, ``layer1.0.bn2.*``,
+        ``layer1.0.downsample.0/1.*``), the ImageNet checkpoints the FSAR papers start from.
+        A ``state_dict`` or ``model`` wrapper and ``module.``, ``backbone.`` or ``model.``
+        prefixes are removed; classifier weights (``fc.*``, ``head.*``, ``cls_head.*``) are
+        dropped. Shapes are left to the caller's check.
+        """
+        for wrapper in ("state_dict", "model"):
+            if isinstance(state.get(wrapper), dict):
+                state = state[wrapper]
+        state = _strip_common_prefix(state, ("module.", "model."))
+        dropped = sorted(k for k in state if k.split(".")[0] in ("fc", "head", "cls_head"))
+        state = {k: v for k, v in state.items() if k not in dropped}
+        state = _strip_common_prefix(state, ("backbone.", "resnet."))
+        return {"resnet." + _mmaction_resnet_key(k): v for k, v in state.items()}, dropped
+
+
+def _strip_common_prefix(state: dict, prefixes: tuple[str, ...]) -> dict:
+    for prefix in prefixes:
+        if state and all(key.startswith(prefix) for key in state):
+            state = {key[len(prefix) :]: value for key, value in state.items()}
+    return state
+
+
+# torchvision / MMPretrain names -> MMAction2's ConvModule names (conv and its norm together)
+_TORCHVISION_TO_MMACTION = (
+    (re.compile(r"^conv1\.weight$"), "conv1.conv.weight"),
+    (re.compile(r"^bn1\.(\w+)$"), r"conv1.bn.\1"),
+    (re.compile(r"^(layer\d+\.\d+)\.conv(\d)\.weight$"), r"\1.conv\2.conv.weight"),
+    (re.compile(r"^(layer\d+\.\d+)\.bn(\d)\.(\w+)$"), r"\1.conv\2.bn.\3"),
+    (re.compile(r"^(layer\d+\.\d+)\.downsample\.0\.weight$"), r"\1.downsample.conv.weight"),
+    (re.compile(r"^(layer\d+\.\d+)\.downsample\.1\.(\w+)$"), r"\1.downsample.bn.\2"),
+)
+
+
+def _mmaction_resnet_key(key: str) -> str:
+    for pattern, replacement in _TORCHVISION_TO_MMACTION:
+        if pattern.match(key):
+            return pattern.sub(replacement, key)
+    return key  # already MMAction2's layout (or unknown: the caller's check names it)
