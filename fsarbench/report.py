@@ -65,8 +65,12 @@ def leaderboard_long(
     frame = pd.DataFrame(rows)
     best = frame.groupby(COLUMN_KEYS)["acc_mean"].transform("max")
     frame["best"] = np.isclose(frame["acc_mean"], best)
+    champion_of = {}  # column -> the row key of its best row (the first, where means tie)
+    for row in frame[frame["best"]].itertuples(index=False):
+        column = tuple(getattr(row, k) for k in COLUMN_KEYS)
+        champion_of.setdefault(column, tuple(getattr(row, k) for k in ROW_KEYS))
     frame["tied_with_best"] = [
-        _tied_with_best(row, frame, groups) for row in frame.itertuples(index=False)
+        _tied_with_best(row, champion_of, groups) for row in frame.itertuples(index=False)
     ]
     frame["source"], frame["evidence"] = "", ""
     if reported is not None:
@@ -106,17 +110,17 @@ def _reported_rows(reported: pd.DataFrame, ours: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _tied_with_best(row, frame: pd.DataFrame, groups: dict[tuple, list[RunRecord]]) -> bool:
+def _tied_with_best(
+    row, champion_of: dict[tuple, tuple], groups: dict[tuple, list[RunRecord]]
+) -> bool:
     """True when a paired test on the episodes this row shares with its column's best row
     cannot separate them (p >= TIE_ALPHA); False for the best row itself and without shared
     episodes."""
     if row.best:
         return False
     column = tuple(getattr(row, k) for k in COLUMN_KEYS)
-    champions = frame[frame["best"] & (frame[COLUMN_KEYS].apply(tuple, axis=1) == column)]
-    champion = champions.iloc[0]
     mine = groups[tuple(getattr(row, k) for k in ROW_KEYS) + column]
-    theirs = groups[tuple(champion[k] for k in ROW_KEYS) + column]
+    theirs = groups[champion_of[column] + column]
     try:
         pairs = paired_runs(mine, theirs)
     except FsarbenchError:  # different episode sets: nothing to pair

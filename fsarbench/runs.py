@@ -366,7 +366,7 @@ def train_model(
                 recipe=recipe,
                 backbone=config.backbone,
                 pipeline=data.pipeline(True),
-                data=data.identity(),
+                data=config.data,  # the data identity run_one put in the run config
                 initial_weights=weights_hash(model.backbone),
             )
         )
