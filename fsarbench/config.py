@@ -17,6 +17,7 @@ from typing import Any
 
 from mmengine.config import Config
 
+from fsarbench.backbones import backbone_info
 from fsarbench.benchmarks.registry import Benchmark
 from fsarbench.configs import CONFIG_ROOT, config_path
 from fsarbench.errors import FsarbenchError
@@ -143,8 +144,7 @@ def compose_run_config(
     ``frozen``; ``pretrain``: run the schedule's classification stage first."""
     bench = load_fragment("benchmarks", benchmark_fragment_name(benchmark))["benchmark"]
     protocol = load_fragment("protocols", bench["protocol"])["protocol"]
-    backbone_name = backbone or bench["backbone"]
-    backbone_cfg = load_fragment("backbones", backbone_name)["backbone"]
+    chosen_backbone = backbone_info(backbone or bench["backbone"])
     evaluation = Config.fromfile(str(config_path("_base_/evaluation.py"))).to_dict()["evaluation"]
     run_protocol = {k: v for k, v in protocol.items() if k != "k_shots"}
     run_protocol["n_way"] = int(n_way or protocol["n_way"])
@@ -181,8 +181,8 @@ def compose_run_config(
         dict(
             method=method_config(method, benchmark),
             schedule=schedule,
-            backbone=backbone_cfg,
-            backbone_name=backbone_name,
+            backbone=dict(chosen_backbone.config),
+            backbone_name=chosen_backbone.name,
             benchmark={**bench, "synth": synth},
             protocol=run_protocol,
             evaluation=evaluation,

@@ -23,6 +23,12 @@ import torch
 from mmengine.config import Config
 from torch.utils.data import DataLoader
 
+from fsarbench.backbones import (
+    CUSTOM_SUFFIX,
+    architecture_differences,
+    backbone_info,
+    weights_pretraining,
+)
 from fsarbench.benchmarks.prepare import PreparedBenchmark, require_prepared
 from fsarbench.benchmarks.registry import Benchmark, get_benchmark
 from fsarbench.benchmarks.synth import SynthConfig, ensure_synth
@@ -220,6 +226,40 @@ def load_backbone_weights(backbone: torch.nn.Module, path: Path) -> None:
     backbone.load_state_dict(state)
 
 
+def run_pretraining(config, options: SuiteOptions) -> tuple[str, ...]:
+    """What the run's backbone weights were pretrained on: ``--pretrained-on``, else the
+    backbone's declaration for its usual weights; and whether ``--weights`` suits the backbone
+    (a Hugging Face folder for CLIP and VideoMAE, a state-dict file or such a folder's
+    ``model.safetensors`` otherwise)."""
+    info = backbone_info(config.backbone_name)
+    if options.weights is not None and options.weights.is_dir() and not info.takes_folder:
+        raise FsarbenchError(
+            f"--weights {options.weights} is a folder, but {info.name} loads a state-dict file",
+            f"give the file ({info.weights})",
+        )
+    return weights_pretraining(info, options.weights, options.pretrained_on)
+
+
+def check_method_fits_backbone(method: str, benchmark: Benchmark, config, options) -> None:
+    """A method's needs against the backbone: the feature kind its head reads, and a text
+    tower for methods that embed class names."""
+    method_config = suite_run_config(method, benchmark, None, None, None, 1, options).method
+    model_class = MODELS.get(method_config["type"])
+    info = backbone_info(config.backbone_name)
+    backbone_class = MODELS.get(info.config["type"])
+    if model_class.feature_kind not in backbone_class.kinds:
+        raise FsarbenchError(
+            f"{method} reads {model_class.feature_kind} features, which {info.name} does not "
+            "provide",
+            "choose another --backbone (`fsarbench ls backbones`)",
+        )
+    if getattr(model_class, "needs_text", False) and not hasattr(backbone_class, "encode_text"):
+        raise FsarbenchError(
+            f"{method} embeds class names with CLIP's text tower; {info.name} has none",
+            "run it with --backbone clip-vit-b16 --weights CLIP_FOLDER",
+        )
+
+
 # --- one run -------------------------------------------------------------------------------
 
 
@@ -236,7 +276,8 @@ class SuiteOptions:
     results_dir: Path = Path("results")
     force: bool = False
     feature_cache: bool = True
-    weights: Path | None = None
+    weights: Path | None = None  # a state-dict file, or a Hugging Face folder (CLIP, VideoMAE)
+    backbone: str | None = None  # a backbone name; None: each benchmark's default
     device: str = "cpu"
     progress: bool = True
     synth: SynthConfig | None = None
@@ -463,9 +504,21 @@ def suite_run_config(
         queries_per_class=queries,
         episodes=episodes,
         synth=synth.__dict__ if synth else None,
+        backbone=options.backbone,
         training=options.training,
         pretrain=options.pretrain,
     )
+    if options.weights is not None:
+        config.weights = str(options.weights.resolve())
+        info = backbone_info(config.backbone_name)
+        if info.takes_folder and options.weights.is_dir():
+            config.backbone.pretrained = config.weights  # its config.json sets the architecture
+            if (options.weights / "config.json").is_file() and architecture_differences(
+                info, options.weights
+            ):
+                # not the architecture the name stands for (a test stand-in, another size):
+                # recorded apart, and never matched to the papers' numbers for the name
+                config.backbone_name = info.name + CUSTOM_SUFFIX
     if options.cfg_options:
         config.merge_from_dict(options.cfg_options)
     return config
@@ -485,8 +538,7 @@ def run_one(
     started = time.perf_counter()
     synth = options.synth if benchmark.is_synthetic else None
     config = suite_run_config(method, benchmark, n_way, k_shot, queries, episodes, options)
-    if options.weights is not None:
-        config.weights = str(options.weights.resolve())
+    pretrained_on = run_pretraining(config, options)
     protocol, evaluation = config.protocol, config.evaluation
     tag = training_tag(config.schedule)
     key = benchmark_key(benchmark, synth)
@@ -494,9 +546,9 @@ def run_one(
         protocol["name"], protocol["n_way"], protocol["k_shot"], protocol["test_episodes"], seed
     )
     path = record_path(options.results_dir, key, method, config.backbone_name, tag, name)
-    check_leakage([benchmark], options.pretrained_on, options.allow_leakage)
-    if options.pretrained_on:  # what the weights saw is part of the run's identity
-        config.pretrained_on = list(options.pretrained_on)
+    check_leakage([benchmark], pretrained_on, options.allow_leakage)
+    if pretrained_on:  # what the weights saw is part of the run's identity
+        config.pretrained_on = list(pretrained_on)
     data = load_benchmark_data(benchmark, config, options)
     config.data = data.identity()
     digest = config_hash(config)
@@ -521,7 +573,7 @@ def run_one(
 
     torch.manual_seed(seed)  # the model's initialisation is part of the seed
     model = MODELS.build(dict(**config.method, backbone=config.backbone))
-    if options.weights is not None:
+    if options.weights is not None and options.weights.is_file():
         load_backbone_weights(model.backbone, options.weights)
     model.to(options.device)
     trained = train_model(model, config, data, method, seed, options, store)
@@ -581,8 +633,8 @@ def run_one(
         train_iterations=trained.iterations if trained else 0,
         best_val_acc=trained.best_val_acc if trained else None,
         breakdown=order_pair_breakdown(episode_set, scores.predictions),
-        pretrained_on=list(options.pretrained_on),
-        leakage=leakage_for(benchmark, options.pretrained_on),
+        pretrained_on=list(pretrained_on),
+        leakage=leakage_for(benchmark, pretrained_on),
         notes=notes,
     )
     write_record(record, path)
@@ -636,14 +688,13 @@ def check_inputs(
 ) -> None:
     """Everything that can be checked before the first run starts: weights, devices, leakage,
     data, and whether each benchmark's test split can supply the largest episodes asked for."""
-    if options.weights is not None and not options.weights.is_file():
-        raise FsarbenchError(f"--weights {options.weights}: no such file")
+    if options.weights is not None and not options.weights.exists():
+        raise FsarbenchError(f"--weights {options.weights}: no such file or folder")
     if options.pretrained_on and options.weights is None:
         raise FsarbenchError(
             "--pretrained-on describes the --weights file, but no --weights was given",
             "pass --weights FILE with it, or drop --pretrained-on",
         )
-    check_leakage(benchmarks, options.pretrained_on, options.allow_leakage)
     if options.synth is not None:
         options.synth.validate()
     if options.synth is not None and not any(b.is_synthetic for b in benchmarks):
@@ -653,6 +704,11 @@ def check_inputs(
         )
     if options.device.startswith("cuda") and not torch.cuda.is_available():
         raise FsarbenchError(f"--device {options.device}: no CUDA device here", "use --device cpu")
+    for benchmark in benchmarks:  # what the configs alone decide, before any data is read
+        config = suite_run_config(methods[0], benchmark, None, None, queries, 1, options)
+        check_leakage([benchmark], run_pretraining(config, options), options.allow_leakage)
+        for method in methods:
+            check_method_fits_backbone(method, benchmark, config, options)
     for benchmark in benchmarks:
         synth = options.synth if benchmark.is_synthetic else None
         if benchmark.is_synthetic:

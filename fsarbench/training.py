@@ -261,7 +261,7 @@ class FrameClassifier(BaseModel):
     def __init__(self, recognizer, num_classes: int) -> None:
         super().__init__()
         self.recognizer = recognizer
-        self.classifier = torch.nn.Linear(recognizer.backbone.out_channels, num_classes)
+        self.classifier = torch.nn.Linear(recognizer.backbone.channels("pooled"), num_classes)
 
     def init_weights(self) -> None:
         """Keep the weights: the backbone's come from the seed or a file (see FewShotRecognizer)."""

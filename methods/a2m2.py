@@ -195,7 +195,7 @@ class A2M2Net(FewShotRecognizer):
         self.sinkhorn_epsilon, self.sinkhorn_iterations = sinkhorn_epsilon, sinkhorn_iterations
         self.solver_threads, self.freeze_bn = solver_threads, freeze_bn
 
-        channels = self.backbone.out_channels
+        channels = self.channels
         if reduce_dim:
             self.reduce = nn.Sequential(
                 nn.Conv2d(channels, reduce_dim, 1, bias=False),

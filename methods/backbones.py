@@ -1,8 +1,11 @@
-"""Frame backbones: a 2D network applied to every frame, with one output contract.
+"""Backbones and their one output contract (:class:`ClipBackbone`).
 
-``forward(frames [B, 3, H, W] float, normalised) -> maps [B, C, h, w]``; ``out_channels`` is C
-and ``mean`` / ``std`` (0-255 scale) say how the harness normalises uint8 frames. Pooled
-per-frame features are the spatial mean of the maps.
+Every backbone takes normalised clips ``[B, T, 3, H, W]`` and gives, per video, features of
+``T' = time_steps(T)`` steps: pooled ``[B, T', C]`` or maps ``[B, T', C, h, w]``
+(``channels(kind)`` is C; the two kinds may differ in width: CLIP's pooled feature is its
+512-d projection, its maps the 768-d patch tokens). ``mean`` / ``std`` (0-255 scale) say how
+the harness normalises uint8 frames. Heads ask for one kind and read the width from
+``channels``, so any head runs on any backbone that provides the kind it needs.
 """
 
 from __future__ import annotations
@@ -17,10 +20,37 @@ from torch import nn
 from fsarbench.registry import MODELS
 
 _RESNET_WIDTH = {18: 64, 34: 64, 50: 256, 101: 256, 152: 256}
+FEATURE_KINDS = ("pooled", "maps")
+
+
+class ClipBackbone(nn.Module):
+    """The contract every backbone keeps (see the module docstring).
+
+    Subclasses set ``mean`` and ``std`` buffers ``[1, 3, 1, 1]`` and implement ``forward``,
+    ``channels`` and, when they change the number of steps, ``time_steps``.
+    """
+
+    kinds: tuple[str, ...] = FEATURE_KINDS  # the feature kinds this backbone provides
+
+    def channels(self, kind: str) -> int:
+        raise NotImplementedError
+
+    def time_steps(self, frames: int) -> int:
+        """Steps out for ``frames`` in: one per frame for frame backbones."""
+        return frames
+
+    def check_kind(self, kind: str) -> None:
+        if kind not in self.kinds:
+            raise ValueError(
+                f"{type(self).__name__} provides {' and '.join(self.kinds)} features, not {kind}"
+            )
+
+    def forward(self, pixels: torch.Tensor, kind: str = "pooled") -> torch.Tensor:
+        raise NotImplementedError
 
 
 @MODELS.register_module()
-class FrameResNet(nn.Module):
+class FrameResNet(ClipBackbone):
     """MMAction2's 2D ResNet on each frame, truncated to ``num_stages`` stages.
 
     Weights start from PyTorch's default initialisation under the run's seed (MMAction2's own
@@ -50,8 +80,15 @@ class FrameResNet(nn.Module):
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.resnet(frames)  # [B, C, h, w]
+    def channels(self, kind: str) -> int:
+        self.check_kind(kind)
+        return self.out_channels
+
+    def forward(self, pixels: torch.Tensor, kind: str = "pooled") -> torch.Tensor:
+        """``[B, T, 3, H, W]`` -> ``[B, T, C]`` (spatial mean) or maps ``[B, T, C, h, w]``."""
+        self.check_kind(kind)
+        maps = self.resnet(pixels.flatten(0, 1)).unflatten(0, pixels.shape[:2])  # [B,T,C,h,w]
+        return maps.mean(dim=(-2, -1)) if kind == "pooled" else maps
 
     @staticmethod
     def adapt_state_dict(state: dict) -> tuple[dict, list[str]]:
@@ -68,14 +105,14 @@ class FrameResNet(nn.Module):
         for wrapper in ("state_dict", "model"):
             if isinstance(state.get(wrapper), dict):
                 state = state[wrapper]
-        state = _strip_common_prefix(state, ("module.", "model."))
+        state = strip_common_prefix(state, ("module.", "model."))
         dropped = sorted(k for k in state if k.split(".")[0] in ("fc", "head", "cls_head"))
         state = {k: v for k, v in state.items() if k not in dropped}
-        state = _strip_common_prefix(state, ("backbone.", "resnet."))
+        state = strip_common_prefix(state, ("backbone.", "resnet."))
         return {"resnet." + _mmaction_resnet_key(k): v for k, v in state.items()}, dropped
 
 
-def _strip_common_prefix(state: dict, prefixes: tuple[str, ...]) -> dict:
+def strip_common_prefix(state: dict, prefixes: tuple[str, ...]) -> dict:
     for prefix in prefixes:
         if state and all(key.startswith(prefix) for key in state):
             state = {key[len(prefix) :]: value for key, value in state.items()}

@@ -51,6 +51,8 @@ class FewShotRecognizer(BaseModel):
         if self.feature_kind not in FEATURE_KINDS:
             raise ValueError(f"feature_kind must be one of {FEATURE_KINDS}")
         self.backbone = MODELS.build(backbone)
+        self.backbone.check_kind(self.feature_kind)
+        self.channels = self.backbone.channels(self.feature_kind)  # C of the head's features
 
     def init_weights(self) -> None:
         """Keep the weights as they are: they come from the run's seed or from a file, and
@@ -59,15 +61,13 @@ class FewShotRecognizer(BaseModel):
     # --- features -------------------------------------------------------------------------
 
     def embed(self, clips: torch.Tensor, kind: str | None = None) -> torch.Tensor:
-        """uint8 clips ``[B, T, 3, H, W]`` -> features ``[B, T, C]`` (pooled) or
-        ``[B, T, C, h, w]`` (maps); ``kind`` defaults to what the head declares."""
-        batch, frames = clips.shape[:2]
+        """uint8 clips ``[B, T, 3, H, W]`` -> features ``[B, T', C]`` (pooled) or
+        ``[B, T', C, h, w]`` (maps); ``kind`` defaults to what the head declares, ``T'`` is the
+        backbone's ``time_steps(T)``."""
         device = self.backbone.mean.device
-        pixels = clips.flatten(0, 1).to(device=device, dtype=torch.float32)  # [B*T, 3, H, W]
+        pixels = clips.to(device=device, dtype=torch.float32)  # [B, T, 3, H, W]
         pixels = (pixels - self.backbone.mean) / self.backbone.std
-        maps = self.backbone(pixels)  # [B*T, C, h, w]
-        maps = maps.unflatten(0, (batch, frames))  # [B, T, C, h, w]
-        return maps.mean(dim=(-2, -1)) if (kind or self.feature_kind) == "pooled" else maps
+        return self.backbone(pixels, kind or self.feature_kind)
 
     # --- heads ----------------------------------------------------------------------------
 

@@ -52,7 +52,7 @@ class ProtoNet(FewShotRecognizer):
         else:
             self.register_buffer("log_temperature", log_temperature)
         if metric == "tsn_ln_dot":
-            self.norm = nn.LayerNorm(self.backbone.out_channels)
+            self.norm = nn.LayerNorm(self.channels)
 
     def encode(self, features):
         # features [B, T, C] -> [B, T, C] (cos_framewise) or the video embedding [B, C]

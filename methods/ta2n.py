@@ -286,7 +286,7 @@ class TA2N(FewShotRecognizer):
         super().__init__(backbone=backbone, **kwargs)
         if shot_reference not in SHOT_REFERENCES:
             raise ValueError(f"shot_reference must be one of {SHOT_REFERENCES}")
-        channels = self.backbone.out_channels
+        channels = self.channels
         self.use_ttm, self.use_tc, self.use_sc = use_ttm, use_tc, use_sc
         self.tc_residual, self.offset_scale = tc_residual, offset_scale
         self.perturb_decay_every, self.perturb_at_test = perturb_decay_every, perturb_at_test

@@ -131,7 +131,7 @@ class TRX(FewShotRecognizer):
         self.pe_scale = float(pe_scale)
         self.combine = combine
         self.compare_memory_mib = compare_memory_mib
-        channels = self.backbone.out_channels
+        channels = self.channels
         # One encoding dropout, key map, key norm and value map per cardinality (ModuleDict keys
         # must be strings).
         self.dropouts = nn.ModuleDict({str(w): nn.Dropout(dropout) for w in temporal_set})

@@ -22,7 +22,7 @@ def build(name):
 
 
 def features(model, count, frames=4):
-    channels = model.backbone.out_channels
+    channels = model.channels
     shape = (
         (count, frames, channels)
         if model.feature_kind == "pooled"

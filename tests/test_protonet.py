@@ -79,7 +79,7 @@ def test_cos_mean_temperature_and_learning():
 def test_tsn_ln_dot_averages_per_shot_scores():
     torch.manual_seed(2)
     model = protonet("tsn_ln_dot")
-    channels = model.backbone.out_channels
+    channels = model.channels
     support, labels = torch.randn(6, 4, channels), torch.tensor([1, 0, 1, 0, 2, 2])
     query = torch.randn(3, 4, channels)
     norm = model.norm

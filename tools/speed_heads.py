@@ -53,7 +53,7 @@ def fake_split(videos: int) -> SplitVideos:
 
 def random_features(model, videos: int, frames: int, size: int) -> StoredFeatures:
     generator = torch.Generator().manual_seed(0)
-    channels = model.backbone.out_channels
+    channels = model.channels
     shape = (videos, frames, channels) + ((size, size) if model.feature_kind == "maps" else ())
     features = torch.randn(*shape, generator=generator).numpy()
     return StoredFeatures(None, tuple(f"v{i:05d}" for i in range(videos)), features)

@@ -16,6 +16,7 @@ def register(subparsers) -> None:
     parser.add_argument("--way", type=int, default=None)
     parser.add_argument("--shot", type=int, default=None)
     parser.add_argument("--episodes", type=int, default=None)
+    parser.add_argument("--backbone", default=None, help="default: the benchmark's")
     parser.add_argument("--train", choices=TRAINING_MODES, default=None)
     parser.add_argument("--pretrain", action=argparse.BooleanOptionalAction, default=None)
     parser.set_defaults(handler=run)
@@ -29,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
         n_way=args.way,
         k_shot=args.shot,
         episodes=args.episodes,
+        backbone=args.backbone,
         training=args.train,
         pretrain=args.pretrain,
     )

@@ -20,6 +20,8 @@ def register(subparsers) -> None:
     benchmarks.set_defaults(handler=run_benchmarks)
     methods = what.add_parser("methods", help="registered methods and their configs")
     methods.set_defaults(handler=run_methods)
+    backbones = what.add_parser("backbones", help="backbones, their features and weights")
+    backbones.set_defaults(handler=run_backbones)
 
 
 def _counts(benchmark: Benchmark) -> str:
@@ -98,5 +100,23 @@ def run_methods(args: argparse.Namespace) -> int:
             recipes or "the benchmark's",
             cls.paper,
         )
+    Console(width=max(Console().width, 120)).print(table)
+    return 0
+
+
+def run_backbones(args: argparse.Namespace) -> int:
+    from fsarbench.backbones import all_backbones
+    from fsarbench.registry import MODELS
+
+    table = Table(show_lines=True, title="fsarbench backbones (`fsarbench run --backbone NAME`)")
+    for column in ("name", "what", "features", "weights", "weights pretrained on"):
+        table.add_column(column, overflow="fold")
+    for info in all_backbones().values():
+        kinds = ", ".join(MODELS.get(info.config["type"]).kinds)
+        if info.must_declare_pretraining:
+            pretraining = "must be declared (--pretrained-on)"
+        else:
+            pretraining = ", ".join(info.weights_pretrained_on) or "as declared (--pretrained-on)"
+        table.add_row(info.name, info.summary, kinds, info.weights, pretraining)
     Console(width=max(Console().width, 120)).print(table)
     return 0

@@ -67,10 +67,17 @@ def register(subparsers) -> None:
     parser.add_argument("--episodes", type=int, default=None, help="test episodes (default 10000)")
     parser.add_argument("--queries", type=int, default=None, help="queries per class (default 1)")
     parser.add_argument(
+        "--backbone",
+        default=None,
+        help="backbone name (`fsarbench ls backbones`; default: the benchmark's, resnet18_synth "
+        "on synth, resnet50 on the real benchmarks)",
+    )
+    parser.add_argument(
         "--weights",
         type=Path,
         default=None,
-        help="backbone state dict to load (default: the seeded initialisation)",
+        help="backbone weights: a state-dict file (ResNet), or a Hugging Face folder (CLIP, "
+        "VideoMAE); default: the seeded initialisation",
     )
     parser.add_argument(
         "--pretrained-on",
@@ -142,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
         feature_cache=not args.no_feature_cache,
         weights=args.weights,
+        backbone=args.backbone,
         device=args.device,
         progress=stderr.is_terminal,
         synth=args.synth,
