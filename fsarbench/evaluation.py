@@ -69,7 +69,7 @@ def episode_logits_from_encoded(
     query = unflatten_rows(take_rows(encoded, query_index.flatten()), query_index.shape)
     labels = torch.from_numpy(episodes.support_labels[start:stop])
     with torch.inference_mode():
-        return model.compare(support, labels, query)
+        return model.compare(support, labels, query, **model.episode_context(episodes, start, stop))
 
 
 def episode_logits_from_features(
@@ -151,13 +151,15 @@ def episode_logits_per_episode(
         EpisodeClips(dataset, episodes, start, stop), batch_size=None, num_workers=num_workers
     )
     rounding = getattr(torch, feature_dtype)
-    for support, labels, query in track(
-        loader, description="episodes (embedding each)", console=stderr, disable=not progress
+    for episode, (support, labels, query) in enumerate(
+        track(loader, description="episodes (embedding each)", console=stderr, disable=not progress)
     ):
+        index = (start + episode, start + episode + 1)
+        context = {k: v[0] for k, v in model.episode_context(episodes, *index).items()}
         with torch.inference_mode():
             support_features = model.embed(support).to(rounding).float()
             query_features = model.embed(query).to(rounding).float()
-            logits = model.head(support_features, labels, query_features)
+            logits = model.head(support_features, labels, query_features, **context)
         yield logits, (support.shape[0] + query.shape[0]) * support.shape[1]
 
 

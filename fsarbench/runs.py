@@ -29,11 +29,17 @@ from fsarbench.backbones import (
     backbone_info,
     weights_pretraining,
 )
+from fsarbench.benchmarks.class_names import class_texts
 from fsarbench.benchmarks.prepare import PreparedBenchmark, require_prepared
 from fsarbench.benchmarks.registry import Benchmark, get_benchmark
 from fsarbench.benchmarks.synth import SynthConfig, ensure_synth
 from fsarbench.breakdown import order_pair_breakdown
-from fsarbench.config import compose_run_config, config_hash, method_config_roots
+from fsarbench.config import (
+    compose_run_config,
+    config_hash,
+    load_method_file,
+    method_config_roots,
+)
 from fsarbench.configs import CONFIG_ROOT
 from fsarbench.console import stderr
 from fsarbench.data.episodes import (
@@ -117,6 +123,21 @@ def resolve_methods(spec: str) -> list[str]:
     if not chosen:
         raise FsarbenchError("no method named", "pass --methods all, or a name")
     return chosen
+
+
+def methods_for_backbone(methods: list[str], backbone: str | None) -> tuple[list[str], list[str]]:
+    """Split ``methods`` into those that can run on ``backbone`` (None: the benchmarks'
+    defaults, which have no text tower) and those that cannot: a head that embeds class names
+    needs a CLIP backbone."""
+    has_text = False
+    if backbone is not None:
+        info = backbone_info(backbone)
+        has_text = hasattr(MODELS.get(info.config["type"]), "encode_text")
+    fits, left_out = [], []
+    for method in methods:
+        needs_text = MODELS.get(load_method_file(method)["method"]["type"]).needs_text
+        (left_out if needs_text and not has_text else fits).append(method)
+    return fits, left_out
 
 
 def resolve_benchmarks(spec: str) -> list[Benchmark]:
@@ -317,6 +338,14 @@ class BenchmarkData:
 
     def videos(self, split: str):
         return split_videos(self.prepared, self.folder, split)
+
+    def class_texts(self) -> dict[str, str]:
+        """Class label -> class name in words, over every split (for heads that embed names)."""
+        texts = {}
+        for split in self.prepared.splits:
+            labels = self.videos(split).classes
+            texts.update(zip(labels, class_texts(self.benchmark, labels), strict=True))
+        return texts
 
     def identity(self) -> dict:
         """What a run reads: where the videos are and the bytes of every split's prepared
@@ -575,6 +604,8 @@ def run_one(
     model = MODELS.build(dict(**config.method, backbone=config.backbone))
     if options.weights is not None and options.weights.is_file():
         load_backbone_weights(model.backbone, options.weights)
+    if model.needs_text:
+        model.set_class_texts(data.class_texts())
     model.to(options.device)
     trained = train_model(model, config, data, method, seed, options, store)
     model.eval()
@@ -714,6 +745,9 @@ def check_inputs(
         if benchmark.is_synthetic:
             ensure_synth(synth, progress=options.progress)
         prepared, prepared_dir = require_prepared(benchmark, synth)
+        if any(MODELS.get(load_method_file(m)["method"]["type"]).needs_text for m in methods):
+            for split in prepared.splits:  # names for the text prompts, before any run
+                class_texts(benchmark, split_videos(prepared, prepared_dir, split).classes)
         largest = [w for w in ways if w is not None]
         config = suite_run_config(
             methods[0],

@@ -99,12 +99,14 @@ class EpisodicTrainData(Dataset):
         clips=None,
         features: StoredFeatures | None = None,
         video_ids: tuple[str, ...] = (),
+        with_classes: bool = False,
     ) -> None:
         if (clips is None) == (features is None):
             raise ValueError("give clips (finetune) or features (frozen), not both")
         self.drawer, self.seed, self.length = drawer, seed, length
         self.clips, self.features = clips, features
         self.rows = features.rows_for(video_ids) if features is not None else None
+        self.with_classes = with_classes  # heads that embed class names get the episode's
 
     def __len__(self) -> int:
         return self.length
@@ -116,6 +118,9 @@ class EpisodicTrainData(Dataset):
             support_labels=torch.from_numpy(episode.support_labels),
             query_labels=torch.from_numpy(episode.query_labels),
         )
+        if self.with_classes:  # class_ids [N] index split_classes, the split's class labels
+            item["class_ids"] = torch.from_numpy(np.asarray(episode.classes, np.int64))
+            item["split_classes"] = self.drawer.classes
         if self.features is not None:
             for name, videos in (("support", episode.support), ("query", episode.query)):
                 rows = self.rows[videos]
@@ -512,7 +517,13 @@ def meta_train(
         return done
     iters = int(recipe["iters"])
     data = EpisodicTrainData(
-        drawer, seed, iters, clips=train_clips, features=train_features, video_ids=train_video_ids
+        drawer,
+        seed,
+        iters,
+        clips=train_clips,
+        features=train_features,
+        video_ids=train_video_ids,
+        with_classes=model.needs_text,
     )
     loader = DataLoader(
         data,

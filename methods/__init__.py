@@ -5,7 +5,16 @@ this package as its location, so the imports below run on the registry's first l
 every method is registered explicitly, never by the accident of an earlier import.
 """
 
-from fsarbench.methods import a2m2, backbones, hf_backbones, otam, protonet, ta2n, trx  # noqa: F401
+from fsarbench.methods import (  # noqa: F401
+    a2m2,
+    backbones,
+    clip_fsar,
+    hf_backbones,
+    otam,
+    protonet,
+    ta2n,
+    trx,
+)
 from fsarbench.methods.base import FewShotRecognizer
 
 __all__ = ["FewShotRecognizer"]

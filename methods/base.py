@@ -45,6 +45,9 @@ class FewShotRecognizer(BaseModel):
 
     feature_kind: ClassVar[str] = "pooled"
     paper: ClassVar[str] = ""
+    # A head that embeds class names (CLIP-FSAR) needs a backbone with a text tower and the
+    # names of each episode's classes: ``episode_context`` gives its ``compare`` the latter.
+    needs_text: ClassVar[bool] = False
 
     def __init__(self, backbone: dict, data_preprocessor: dict | None = None, init_cfg=None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -68,6 +71,11 @@ class FewShotRecognizer(BaseModel):
         pixels = clips.to(device=device, dtype=torch.float32)  # [B, T, 3, H, W]
         pixels = (pixels - self.backbone.mean) / self.backbone.std
         return self.backbone(pixels, kind or self.feature_kind)
+
+    def episode_context(self, episodes, start: int, stop: int) -> dict:
+        """Extra keyword arguments of ``compare`` for episodes ``start:stop`` of an
+        :class:`~fsarbench.data.episodes.EpisodeSet` (none for most heads)."""
+        return {}
 
     # --- heads ----------------------------------------------------------------------------
 

@@ -200,7 +200,13 @@ class CLIPFrameBackbone(ClipBackbone):
             self._text = (tokenizer, text_model)
         tokenizer, text_model = self._text
         text_model.to(self.mean.device)
-        tokens = tokenizer(prompts, padding=True, truncation=True, return_tensors="pt")
+        tokens = tokenizer(
+            prompts,
+            padding=True,
+            truncation=True,
+            max_length=text_model.config.max_position_embeddings,
+            return_tensors="pt",
+        )
         tokens = {name: value.to(self.mean.device) for name, value in tokens.items()}
         features = text_model(**tokens).text_embeds  # [P, projection_dim]
         return F.normalize(features.float(), dim=-1)
@@ -364,7 +370,7 @@ TINY_CLIP = dict(
         intermediate_size=64,
         num_hidden_layers=2,
         num_attention_heads=2,
-        max_position_embeddings=32,
+        max_position_embeddings=77,  # as CLIP's: character tokens of a synth name fit
         projection_dim=16,
     ),
     projection_dim=16,

@@ -51,6 +51,18 @@ def register(subparsers) -> None:
     )
     prepare.set_defaults(handler=run_prepare)
 
+    names = commands.add_parser(
+        "class-names",
+        help="store class names for a benchmark whose split lists lack them (SSv2-Full)",
+        description="Names for methods that embed class names (clip_fsar). SSv2-Full's OTAM "
+        "lists say train0..test23: give SSv2's annotation files (something-something-v2-"
+        "train.json and -validation.json), whose templates name each class's videos, or a "
+        "JSON object {label: name}.",
+    )
+    names.add_argument("benchmark")
+    names.add_argument("sources", type=Path, nargs="+", metavar="JSON")
+    names.set_defaults(handler=run_class_names)
+
     generate = commands.add_parser("generate", help="generate the built-in synth benchmark")
     generate.add_argument("benchmark", help="only 'synth' can be generated")
     defaults = SynthConfig()
@@ -63,6 +75,15 @@ def register(subparsers) -> None:
         )
     generate.add_argument("--force", action="store_true", help="generate again even if present")
     generate.set_defaults(handler=run_generate)
+
+
+def run_class_names(args: argparse.Namespace) -> int:
+    from fsarbench.benchmarks.class_names import store_class_names
+
+    benchmark = get_benchmark(args.benchmark)
+    path = store_class_names(benchmark, args.sources)
+    print(f"{benchmark.name}: class names stored in {path}")
+    return 0
 
 
 def run_splits(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from fsarbench.leakage import PRETRAINING_CORPORA, parse_pretrained_on
 from fsarbench.runs import (
     RunOutcome,
     SuiteOptions,
+    methods_for_backbone,
     resolve_benchmarks,
     resolve_methods,
     run_suite,
@@ -143,6 +144,13 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     methods = resolve_methods(args.methods)
+    if "all" in [part.strip() for part in args.methods.split(",")]:
+        methods, left_out = methods_for_backbone(methods, args.backbone)
+        if left_out:
+            stderr.print(
+                f"left out of `all`: {', '.join(left_out)} (they embed class names with CLIP's "
+                "text tower: --backbone clip-vit-b16 --weights CLIP_FOLDER runs them)"
+            )
     benchmarks = resolve_benchmarks(args.datasets)
     options = SuiteOptions(
         results_dir=args.results_dir,

@@ -137,6 +137,7 @@ class EpisodeDrawer:
 
     def __init__(self, videos: SplitVideos, n_way: int, k_shot: int, queries_per_class: int):
         self.n_way, self.k_shot, self.queries = n_way, k_shot, queries_per_class
+        self.classes = videos.classes  # the split's class labels, which Episode.classes index
         need = k_shot + queries_per_class
         by_class: dict[int, list[int]] = {}
         for index, label in enumerate(videos.labels):
