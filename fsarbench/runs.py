@@ -219,7 +219,10 @@ def load_backbone_weights(backbone: torch.nn.Module, path: Path) -> None:
     if hasattr(backbone, "adapt_state_dict"):  # the backbone knows the common key layouts
         state, dropped = backbone.adapt_state_dict(state)
         if dropped:
-            stderr.print(f"--weights {path.name}: {len(dropped)} classifier keys left out")
+            stderr.print(
+                f"--weights {path.name}: {len(dropped)} keys outside the backbone left out "
+                f"(such as {dropped[0]}: a classifier or CLIP's text tower)"
+            )
     expected = backbone.state_dict()
     # BatchNorm counters are absent from older checkpoints and play no part at test time
     for key in expected:
@@ -242,7 +245,9 @@ def load_backbone_weights(backbone: torch.nn.Module, path: Path) -> None:
                 parts.append(f"{len(keys)} {label}: {shown}")
         raise FsarbenchError(
             f"--weights {path} does not fit the backbone ({'; '.join(parts)})",
-            "use weights saved from the same backbone config (`fsarbench config` shows it)",
+            "use weights saved from the same backbone config (`fsarbench config` shows it); "
+            "for CLIP and VideoMAE, give the whole Hugging Face folder: its config.json sets "
+            "the architecture",
         )
     backbone.load_state_dict(state)
 

@@ -104,10 +104,10 @@ class FewShotRecognizer(BaseModel):
         )
 
     def head_episodes(
-        self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor
+        self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, **context
     ) -> torch.Tensor:
         """Many episodes of one shape: ``[E, N*K, T, ...]``, ``[E, N*K]``, ``[E, Q, T, ...]`` ->
-        logits ``[E, Q, N]``."""
+        logits ``[E, Q, N]``; ``context``: what ``episode_context`` gives, per episode."""
         episodes, shots, queries = support.shape[0], support.shape[1], query.shape[1]
         encoded = self.encode(torch.cat([support.flatten(0, 1), query.flatten(0, 1)]))
         encoded_support = take_rows(encoded, slice(0, episodes * shots))
@@ -116,13 +116,16 @@ class FewShotRecognizer(BaseModel):
             unflatten_rows(encoded_support, (episodes, shots)),
             support_labels,
             unflatten_rows(encoded_query, (episodes, queries)),
+            **context,
         )
 
     def head(
-        self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor
+        self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, **context
     ) -> torch.Tensor:
-        """One episode: ``[N*K, T, ...]``, ``[N*K]``, ``[Q, T, ...]`` -> logits ``[Q, N]``."""
-        return self.head_episodes(support[None], support_labels[None], query[None])[0]
+        """One episode: ``[N*K, T, ...]``, ``[N*K]``, ``[Q, T, ...]`` -> logits ``[Q, N]``;
+        ``context``: one episode's (for CLIP-FSAR, ``class_text [N, D]``)."""
+        batched = {name: value[None] for name, value in context.items()}
+        return self.head_episodes(support[None], support_labels[None], query[None], **batched)[0]
 
     # --- MMEngine -------------------------------------------------------------------------
 

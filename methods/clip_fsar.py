@@ -194,13 +194,6 @@ class CLIPFSAR(FewShotRecognizer):
         weight = self.fusion_text_weight
         return weight * log_p_text + (1.0 - weight) * log_p_vis
 
-    def head(self, support, support_labels, query, class_text=None):
-        """One episode: ``[N*K, T, D]``, ``[N*K]``, ``[Q, T, D]``, class text ``[N, D]``."""
-        encoded_support = {k: v[None] for k, v in self.encode(support).items()}
-        encoded_query = {k: v[None] for k, v in self.encode(query).items()}
-        text = None if class_text is None else class_text[None]
-        return self.compare(encoded_support, support_labels[None], encoded_query, text)[0]
-
     # --- MMEngine -------------------------------------------------------------------------
 
     def forward(
@@ -222,7 +215,7 @@ class CLIPFSAR(FewShotRecognizer):
             support, query = self.embed(support), self.embed(query)
         bank = self.text_features(tuple(split_classes))  # [C, D]
         class_ids = class_ids.to(bank.device).long()
-        logits = self.head(support, support_labels, query, bank[class_ids])  # [Q, N]
+        logits = self.head(support, support_labels, query, class_text=bank[class_ids])  # [Q, N]
         if mode in ("tensor", "predict"):
             return logits
         if mode != "loss":

@@ -86,8 +86,8 @@ def _load(model_class, folder: Path, what: str):
     finally:
         hf_logging.set_verbosity(verbosity)
     problems = {
-        "missing": info.get("missing_keys", []),
-        "wrong shape": info.get("mismatched_keys", []),
+        "missing": sorted(map(str, info.get("missing_keys", []))),
+        "wrong shape": sorted(map(str, info.get("mismatched_keys", []))),
     }
     if any(problems.values()):
         shown = "; ".join(

@@ -66,6 +66,20 @@ def tiny_synth_home(tmp_path_factory) -> Path:
     return home
 
 
+@pytest.fixture(scope="session")
+def standin_weights(tmp_path_factory) -> dict[str, Path]:
+    """Random-init small CLIP and VideoMAE models saved as the real checkpoints are (Hugging
+    Face folders), once per session: the loading path without any download."""
+    from fsarbench.methods.hf_backbones import save_standin
+
+    root = tmp_path_factory.mktemp("standin-weights")
+    return {
+        "clip": save_standin("clip", root / "clip"),
+        "videomae": save_standin("videomae", root / "videomae"),
+        "videomae-finetuned": save_standin("videomae", root / "videomae-ft", fine_tuned_labels=5),
+    }
+
+
 def make_record(method, accuracies, seed=0, training="pretrain+frozen", k_shot=1, **kw):
     """A record with the fields a comparison reads; the rest are placeholders."""
     required = [

@@ -14,11 +14,48 @@ TINY_BACKBONE = dict(type="FrameResNet", depth=18, num_stages=1)
 CONFIGS = list(method_configs())
 
 
-def build(name):
-    torch.manual_seed(0)
-    model = MODELS.build(dict(**method_config(name), backbone=TINY_BACKBONE))
-    model.eval()
-    return model
+@pytest.fixture
+def build(standin_weights):
+    """A method on a tiny backbone: ResNet, or the CLIP stand-in for heads that embed class
+    names (their episodes then carry random unit class texts, see ``call_head``)."""
+
+    def build_method(name):
+        torch.manual_seed(0)
+        options = method_config(name)
+        backbone = TINY_BACKBONE
+        if MODELS.get(options["type"]).needs_text:
+            backbone = dict(type="CLIPFrameBackbone", pretrained=str(standin_weights["clip"]))
+        model = MODELS.build(dict(**options, backbone=backbone))
+        model.eval()
+        return model
+
+    return build_method
+
+
+def class_text(model, n_way=5, episodes=None):
+    """Unit class texts ``[N, D]`` (``[E, N, D]``) for heads that need them, else None."""
+    if not model.needs_text:
+        return {}
+    shape = (n_way, model.channels) if episodes is None else (episodes, n_way, model.channels)
+    generator = torch.Generator().manual_seed(7)
+    return {
+        "class_text": torch.nn.functional.normalize(
+            torch.randn(*shape, generator=generator), dim=-1
+        )
+    }
+
+
+def call_head(model, support, labels, query, text=None):
+    return model.head(support, labels, query, **(class_text(model) if text is None else text))
+
+
+def call_loss(model, support, labels, query, query_labels, features):
+    extra = {}
+    if model.needs_text:  # training episodes carry their classes (as split class labels)
+        names = tuple(f"class {i}" for i in range(8))
+        model.set_class_texts({name: name for name in names})
+        extra = dict(class_ids=torch.tensor([6, 1, 4, 0, 3]), split_classes=names)
+    return model(support, labels, query, query_labels, mode="loss", features=features, **extra)
 
 
 def features(model, count, frames=4):
@@ -39,69 +76,76 @@ def test_every_registered_method_has_a_config_folder_with_a_readme():
 
 
 @pytest.mark.parametrize("name", CONFIGS)
-def test_logits_shape_and_finite_loss(name):
+def test_logits_shape_and_finite_loss(name, build):
     model = build(name)
     torch.manual_seed(1)
     support, labels = features(model, 10), torch.arange(5).repeat(2)
     query = features(model, 15)
-    logits = model.head(support, labels, query)
+    logits = call_head(model, support, labels, query)
     assert logits.shape == (15, 5) and torch.isfinite(logits).all()
-    loss = model(support, labels, query, torch.arange(5).repeat(3), mode="loss", features=True)
-    assert torch.isfinite(loss["loss_cls"])
+    loss = call_loss(model, support, labels, query, torch.arange(5).repeat(3), features=True)
+    assert all(torch.isfinite(value) for value in loss.values())
 
 
 @pytest.mark.parametrize("name", CONFIGS)
-def test_label_permutation_permutes_columns(name):
+def test_label_permutation_permutes_columns(name, build):
     model = build(name)
     torch.manual_seed(2)
     support, labels, query = features(model, 10), torch.arange(5).repeat(2), features(model, 5)
     permutation = torch.tensor([3, 0, 4, 1, 2])  # class n becomes class permutation[n]
-    logits = model.head(support, labels, query)
-    relabelled = model.head(support, permutation[labels], query)
+    text = class_text(model)
+    logits = call_head(model, support, labels, query, text)
+    # the class texts follow their classes to the new labels
+    moved = {k: v[torch.argsort(permutation)] for k, v in text.items()}
+    relabelled = call_head(model, support, permutation[labels], query, moved)
     assert torch.allclose(relabelled[:, permutation], logits, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", CONFIGS)
-def test_support_order_does_not_matter(name):
+def test_support_order_does_not_matter(name, build):
     model = build(name)
     torch.manual_seed(3)
     support, labels, query = features(model, 15), torch.arange(5).repeat(3), features(model, 5)
     order = torch.randperm(15)
     assert torch.allclose(
-        model.head(support, labels, query),
-        model.head(support[order], labels[order], query),
+        call_head(model, support, labels, query),
+        call_head(model, support[order], labels[order], query),
         atol=1e-5,
     )
 
 
 @pytest.mark.parametrize("name", CONFIGS)
-def test_no_nan_on_constant_input(name):
+def test_no_nan_on_constant_input(name, build):
     model = build(name)
     support = torch.zeros_like(features(model, 5))
-    logits = model.head(support, torch.arange(5), torch.zeros_like(features(model, 5)))
+    logits = call_head(model, support, torch.arange(5), torch.zeros_like(features(model, 5)))
     assert torch.isfinite(logits).all()
 
 
 @pytest.mark.parametrize("name", CONFIGS)
-def test_batched_heads_match_single_episodes(name):
+def test_batched_heads_match_single_episodes(name, build):
     model = build(name)
     torch.manual_seed(4)
     support = torch.stack([features(model, 10) for _ in range(3)])
     labels = torch.stack([torch.arange(5).repeat(2)[torch.randperm(10)] for _ in range(3)])
     query = torch.stack([features(model, 5) for _ in range(3)])
-    batched = model.head_episodes(support, labels, query)
+    text = class_text(model, episodes=3)
+    batched = model.head_episodes(support, labels, query, **text)
     single = torch.stack(
-        [model.head(s, lab, q) for s, lab, q in zip(support, labels, query, strict=True)]
+        [
+            call_head(model, s, lab, q, {k: v[e] for k, v in text.items()})
+            for e, (s, lab, q) in enumerate(zip(support, labels, query, strict=True))
+        ]
     )
     assert torch.allclose(batched, single, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", CONFIGS)
-def test_backbone_receives_gradients(name):
+def test_backbone_receives_gradients(name, build):
     model = build(name)
     model.train()
     clips = torch.randint(0, 255, (10, 2, 3, 32, 32), dtype=torch.uint8)
-    loss = model(clips[:5], torch.arange(5), clips[5:], torch.arange(5), mode="loss")
+    loss = call_loss(model, clips[:5], torch.arange(5), clips[5:], torch.arange(5), False)
     loss["loss_cls"].backward()
     grads = [p.grad for p in model.backbone.parameters() if p.requires_grad]
     assert any(g is not None and g.abs().sum() > 0 for g in grads)

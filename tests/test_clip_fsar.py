@@ -1,0 +1,151 @@
+"""CLIP-FSAR known-answer tests (methods.md section 7.6: CL-1..3) and class names as text."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fsarbench.benchmarks.class_names import class_texts, readable, store_class_names
+from fsarbench.benchmarks.registry import get_benchmark
+from fsarbench.benchmarks.splits import store_splits
+from fsarbench.cli import main
+from fsarbench.errors import FsarbenchError
+from fsarbench.methods.clip_fsar import TemporalTransformer
+from fsarbench.registry import MODELS
+
+from conftest import split_source
+
+
+@pytest.fixture
+def model(standin_weights):
+    torch.manual_seed(0)
+    backbone = dict(type="CLIPFrameBackbone", pretrained=str(standin_weights["clip"]))
+    return MODELS.build(dict(type="clip_fsar", backbone=backbone, heads=2, ffn_dim=32)).eval()
+
+
+def test_cl1_support_keeps_t_tokens_and_shares_omega_with_the_query(model):
+    frames, text = torch.randn(3, 8, 16), F.normalize(torch.randn(3, 16), dim=-1)
+    assert model.modulate_support(frames, text).shape == (3, 8, 16)  # text token dropped
+    assert model.encode(frames)["modulated"].shape == (3, 8, 16)
+    omegas = [m for m in model.modules() if isinstance(m, TemporalTransformer)]
+    assert omegas == [model.omega]  # one set of weights for both paths
+    # the text token reaches the support frames (it is attended to), the query has none
+    other = model.modulate_support(frames, -text)
+    assert not torch.allclose(other, model.modulate_support(frames, text))
+
+
+def test_cl2_video_text_logits_equal_the_scale_at_the_matching_class(model):
+    text = F.normalize(torch.randn(6, 16), dim=-1)
+    with torch.no_grad():
+        model.scale.fill_(2.5)
+    video = text[4].expand(8, 16)[None]  # every frame is class 4's text: v = text_4
+    logits = model.video_text_logits(video, text)[0]
+    assert torch.isclose(logits[4], torch.tensor(2.5), atol=1e-6)
+    assert logits.argmax() == 4
+
+
+def test_cl3_bidirectional_sum_otam_on_the_ot4_inputs(model):
+    """OT-4 inputs, lambda 0.5, first_col_vertical: -0.665770 + 1.574668 = 0.908898 [V]."""
+    eye = torch.eye(8, dtype=torch.float64)
+    query = eye[None, None]  # [E=1, Q=1, T, D]: e0..e7
+    support = eye[[0, 0, 1, 2, 3, 3, 4, 5]][None, None]  # a monotone warp
+    forward = model.distances(query, support)[0, 0, 0]
+    backward = model.distances(support, query)[0, 0, 0]
+    assert abs(float(forward) - 0.908898) < 1e-6
+    assert abs(float(forward) - float(backward)) < 1e-9  # the sum is symmetric
+
+
+def test_loss_has_the_video_text_term_weighted_by_lambda(model):
+    names = tuple(f"class {i}" for i in range(6))
+    model.set_class_texts({name: name for name in names})
+    model.text_loss_weight = 3.0
+    support, query = torch.randn(5, 8, 16), torch.randn(5, 8, 16)
+    labels, classes = torch.arange(5), torch.tensor([5, 0, 2, 1, 4])
+    losses = model(
+        support,
+        labels,
+        query,
+        labels,
+        mode="loss",
+        features=True,
+        class_ids=classes,
+        split_classes=names,
+    )
+    bank = model.text_features(names)
+    class_logits = model.video_text_logits(torch.cat([support, query]), bank)
+    expected = 3.0 * F.cross_entropy(class_logits, classes[labels].repeat(2))
+    assert torch.isclose(losses["loss_text"], expected, atol=1e-6)
+
+
+def test_fusion_mixes_text_and_visual_probabilities(model):
+    text = F.normalize(torch.randn(1, 5, 16), dim=-1)
+    support = model.encode(torch.randn(5, 8, 16))
+    query = model.encode(torch.randn(3, 8, 16))
+    rows = lambda encoded: {k: v[None] for k, v in encoded.items()}  # noqa: E731
+    labels = torch.arange(5)[None]
+    with torch.no_grad():
+        visual = model.compare(rows(support), labels, rows(query), class_text=text)
+        model.fusion = True
+        fused = model.compare(rows(support), labels, rows(query), class_text=text)
+        p_text = F.softmax(model.video_text_logits(query["frames"], text[0]), dim=-1)
+        p_vis = F.softmax((8.0 + visual[0]) / 8.0, dim=-1)  # visual = -d
+    expected = p_text**0.9 * p_vis**0.1
+    assert torch.allclose(fused[0].exp(), expected, atol=1e-5)
+
+
+# --- class names ------------------------------------------------------------------------------
+
+
+def test_labels_become_readable_names():
+    assert readable("ApplyEyeMakeup") == "apply eye makeup"
+    assert readable("brush_hair") == "brush hair"
+    assert readable("Pushing [something] from left to right") == (
+        "pushing something from left to right"
+    )
+    assert readable("playing bass guitar") == "playing bass guitar"
+
+
+def test_ssv2_full_placeholders_ask_for_names(shared_splits):
+    benchmark = get_benchmark("ssv2-full")
+    store_splits(benchmark, split_source("ssv2-full"))
+    with pytest.raises(FsarbenchError, match="data class-names ssv2-full"):
+        class_texts(benchmark, ("train0", "train1"))
+
+
+def test_ssv2_full_names_come_from_ssv2_annotation_files(shared_splits, tmp_path, capsys):
+    benchmark = get_benchmark("ssv2-full")
+    stored = store_splits(benchmark, split_source("ssv2-full"))
+    # a stand-in for SSv2's annotation JSONs: one template per class, as SSv2 has
+    entries = [
+        {"id": entry.video_id, "template": f"Doing [something] number {entry.class_name}"}
+        for split in stored.lists.values()
+        for entry in split.entries
+    ]
+    half = len(entries) // 2
+    train_json, val_json = tmp_path / "train.json", tmp_path / "validation.json"
+    train_json.write_text(json.dumps(entries[:half]))
+    val_json.write_text(json.dumps(entries[half:]))
+    with pytest.raises(FsarbenchError, match="no name for"):
+        store_class_names(benchmark, [train_json])  # the other half's classes are missing
+    assert main(["data", "class-names", "ssv2-full", str(train_json), str(val_json)]) == 0
+    assert class_texts(benchmark, ("test3",)) == ["doing something number test3"]
+    # two templates for one class: these are not this split's annotation files
+    entries[0]["template"] = "Another [thing]"
+    train_json.write_text(json.dumps(entries[:half]))
+    assert main(["data", "class-names", "ssv2-full", str(train_json), str(val_json)]) == 2
+    assert "different SSv2 templates" in capsys.readouterr().err
+
+
+def test_a_names_object_must_use_the_split_labels(shared_splits, tmp_path, capsys):
+    benchmark = get_benchmark("ssv2-full")
+    store_splits(benchmark, split_source("ssv2-full"))
+    names = tmp_path / "names.json"
+    names.write_text(json.dumps({"train0": "a", "nonsense": "b"}))
+    assert main(["data", "class-names", "ssv2-full", str(names)]) == 2
+    assert "do not have: nonsense" in capsys.readouterr().err
+    names.write_text("[not json")
+    assert main(["data", "class-names", "ssv2-full", str(names)]) == 2
+    assert "cannot be read as JSON" in capsys.readouterr().err
