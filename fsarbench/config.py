@@ -67,8 +67,9 @@ def method_config_file(name: str) -> Path:
 
 def load_method_file(name: str) -> dict:
     """A method config file's variables: ``method`` (the model), and optionally ``schedules``
-    (the training recipe per benchmark) and ``method_overrides`` (model settings per
-    benchmark). A config may name the modules that register its method in MMEngine's
+    (the training recipe per benchmark), ``method_overrides`` (model settings per benchmark)
+    and ``backbone`` (its default backbone, where the benchmark's does not suit it). A config
+    may name the modules that register its method in MMEngine's
     ``custom_imports`` (a method kept outside fsarbench)."""
     path = method_config_file(name)
     config = Config.fromfile(str(path)).to_dict()
@@ -94,6 +95,8 @@ def load_method_file(name: str) -> dict:
                 f"{path}: schedules[{benchmark!r}] names no schedule {schedule!r}",
                 f"use one of: {', '.join(_fragment_names('schedules'))}",
             )
+    if "backbone" in config:  # the method's own default backbone (CLIP-FSAR: CLIP)
+        backbone_info(config["backbone"])  # a clear error when it names none
     config["path"] = str(path)
     return config
 
@@ -144,7 +147,9 @@ def compose_run_config(
     ``frozen``; ``pretrain``: run the schedule's classification stage first."""
     bench = load_fragment("benchmarks", benchmark_fragment_name(benchmark))["benchmark"]
     protocol = load_fragment("protocols", bench["protocol"])["protocol"]
-    chosen_backbone = backbone_info(backbone or bench["backbone"])
+    # the run's choice, else the method's own default, else the benchmark's
+    default_backbone = load_method_file(method).get("backbone", bench["backbone"])
+    chosen_backbone = backbone_info(backbone or default_backbone)
     evaluation = Config.fromfile(str(config_path("_base_/evaluation.py"))).to_dict()["evaluation"]
     run_protocol = {k: v for k, v in protocol.items() if k != "k_shots"}
     run_protocol["n_way"] = int(n_way or protocol["n_way"])

@@ -56,8 +56,9 @@ def wanted_sections(root: Path, results_dir: Path) -> dict[Path, str]:
     wanted = {root / "README.md": section(records)}
     for readme in sorted((root / "configs").glob("*/README.md")):
         method = readme.parent.name
-        mine = [r for r in records if folder_of.get(r.method) in (method, "protonet")]
-        wanted[readme] = section(mine)
+        own = [r for r in records if folder_of.get(r.method) == method]
+        reference = [r for r in records if folder_of.get(r.method) == "protonet"]
+        wanted[readme] = section(own + (reference if own and method != "protonet" else []))
     return wanted
 
 

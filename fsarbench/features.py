@@ -30,6 +30,7 @@ from fsarbench.config import canonical_json
 from fsarbench.console import stderr
 from fsarbench.fileio import atomic_write_text
 from fsarbench.paths import cache_dir
+from fsarbench.runtime import embed_batch_videos
 
 DTYPES = {"float16": np.float16, "float32": np.float32}
 
@@ -60,10 +61,12 @@ class FeatureKey:
     dtype: str  # float16 | float32
     weights_hash: str
     pipeline_hash: str
+    amp: str | None = None  # the backbone's autocast: its features are not float32's
 
     @property
     def folder_name(self) -> str:
-        return f"{self.kind}-{self.dtype}-w{self.weights_hash[:16]}-p{self.pipeline_hash[:16]}"
+        amp = f"-{self.amp}" if self.amp else ""
+        return f"{self.kind}-{self.dtype}{amp}-w{self.weights_hash[:16]}-p{self.pipeline_hash[:16]}"
 
 
 @dataclass
@@ -146,8 +149,13 @@ class FeatureStore:
         partial, state_file = folder / "features.partial.npy", folder / "progress.json"
         video_ids = [dataset.get_data_info(i)["video_id"] for i in range(len(dataset))]
         model.eval()
+        first = dataset[0]["inputs"][None]  # [1, T, 3, H, W]
         with torch.inference_mode():
-            probe = model.embed(dataset[0]["inputs"][None])  # [1, T, ...]
+            # on CUDA, as many videos per batch as memory allows, measured on this one
+            batch_videos = embed_batch_videos(
+                lambda: model.embed(first), batch_videos, model.backbone.mean.device
+            )
+            probe = model.embed(first)  # [1, T, ...]
         shape = (len(dataset), *probe.shape[1:])
         done = 0
         if partial.is_file() and state_file.is_file():

@@ -65,6 +65,7 @@ class RunRecord:
     # labels include the benchmark's test classes (runs only with --allow-leakage).
     pretrained_on: list[str] = field(default_factory=list)
     leakage: list[str] = field(default_factory=list)
+    amp: str | None = None  # the backbone's autocast (bf16 / fp16, --amp); None: float32
     schema_version: int = SCHEMA_VERSION
     notes: list[str] = field(default_factory=list)
 

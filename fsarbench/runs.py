@@ -62,6 +62,7 @@ from fsarbench.leakage import check_leakage, leakage_for
 from fsarbench.paths import data_dir
 from fsarbench.registry import DATASETS, MODELS
 from fsarbench.results import RunRecord, load_record, record_path, run_name, write_record
+from fsarbench.runtime import check_amp, resolve_device
 from fsarbench.stats import mean_and_ci95
 
 if TYPE_CHECKING:
@@ -129,13 +130,15 @@ def methods_for_backbone(methods: list[str], backbone: str | None) -> tuple[list
     """Split ``methods`` into those that can run on ``backbone`` (None: the benchmarks'
     defaults, which have no text tower) and those that cannot: a head that embeds class names
     needs a CLIP backbone."""
-    has_text = False
-    if backbone is not None:
-        info = backbone_info(backbone)
-        has_text = hasattr(MODELS.get(info.config["type"]), "encode_text")
     fits, left_out = [], []
     for method in methods:
-        needs_text = MODELS.get(load_method_file(method)["method"]["type"]).needs_text
+        config = load_method_file(method)
+        needs_text = MODELS.get(config["method"]["type"]).needs_text
+        # a text tower only where the backbone is named; a method's own default backbone
+        # (CLIP-FSAR's) is not enough, since `all` on its own means the benchmark's backbone
+        has_text = backbone is not None and hasattr(
+            MODELS.get(backbone_info(backbone).config["type"]), "encode_text"
+        )
         (left_out if needs_text and not has_text else fits).append(method)
     return fits, left_out
 
@@ -266,11 +269,10 @@ def run_pretraining(config, options: SuiteOptions) -> tuple[str, ...]:
     return weights_pretraining(info, options.weights, options.pretrained_on)
 
 
-def check_method_fits_backbone(method: str, benchmark: Benchmark, config, options) -> None:
-    """A method's needs against the backbone: the feature kind its head reads, and a text
-    tower for methods that embed class names."""
-    method_config = suite_run_config(method, benchmark, None, None, None, 1, options).method
-    model_class = MODELS.get(method_config["type"])
+def check_method_fits_backbone(method: str, config, options: SuiteOptions) -> None:
+    """A method's needs against the run's backbone (``config``: the method's run config): the
+    feature kind its head reads, and a text tower for methods that embed class names."""
+    model_class = MODELS.get(config.method["type"])
     info = backbone_info(config.backbone_name)
     backbone_class = MODELS.get(info.config["type"])
     if model_class.feature_kind not in backbone_class.kinds:
@@ -279,10 +281,17 @@ def check_method_fits_backbone(method: str, benchmark: Benchmark, config, option
             "provide",
             "choose another --backbone (`fsarbench ls backbones`)",
         )
-    if getattr(model_class, "needs_text", False) and not hasattr(backbone_class, "encode_text"):
+    if model_class.needs_text and not hasattr(backbone_class, "encode_text"):
         raise FsarbenchError(
             f"{method} embeds class names with CLIP's text tower; {info.name} has none",
             "run it with --backbone clip-vit-b16 --weights CLIP_FOLDER",
+        )
+    if model_class.needs_text and not (options.weights is not None and options.weights.is_dir()):
+        raise FsarbenchError(
+            f"{method} embeds class names with CLIP's text tower and tokenizer, which come "
+            "with CLIP's weights folder",
+            "pass --weights CLIP_FOLDER (config.json, model.safetensors, vocab.json, "
+            "merges.txt; see README, Backbones)",
         )
 
 
@@ -304,7 +313,8 @@ class SuiteOptions:
     feature_cache: bool = True
     weights: Path | None = None  # a state-dict file, or a Hugging Face folder (CLIP, VideoMAE)
     backbone: str | None = None  # a backbone name; None: each benchmark's default
-    device: str = "cpu"
+    device: str = "auto"  # auto (CUDA when there is one), cpu, cuda[:N]
+    amp: str | None = None  # bf16 / fp16 autocast of the backbone; None: float32
     progress: bool = True
     synth: SynthConfig | None = None
     training: str | None = None  # none | finetune | frozen; None: the schedule's default
@@ -377,6 +387,7 @@ class BenchmarkData:
                 self.folder / self.prepared.splits[split].annotation,
                 self.prepared.data_root,
             ),
+            model.amp,
         )
         return store.get_or_embed(
             key,
@@ -443,6 +454,7 @@ def train_model(
                 pipeline=data.pipeline(True),
                 data=config.data,  # the data identity run_one put in the run config
                 initial_weights=weights_hash(model.backbone),
+                **({"amp": model.amp} if model.amp else {}),
             )
         )
         stage_name = f"{config_hash(stage)[:12]}-seed{pretrain_seed}"
@@ -573,6 +585,9 @@ def run_one(
     synth = options.synth if benchmark.is_synthetic else None
     config = suite_run_config(method, benchmark, n_way, k_shot, queries, episodes, options)
     pretrained_on = run_pretraining(config, options)
+    device = resolve_device(options.device)
+    if options.amp:  # mixed precision changes the numbers: part of the run's identity
+        config.amp = options.amp
     protocol, evaluation = config.protocol, config.evaluation
     tag = training_tag(config.schedule)
     key = benchmark_key(benchmark, synth)
@@ -609,9 +624,10 @@ def run_one(
     model = MODELS.build(dict(**config.method, backbone=config.backbone))
     if options.weights is not None and options.weights.is_file():
         load_backbone_weights(model.backbone, options.weights)
+    model.amp = options.amp
     if model.needs_text:
         model.set_class_texts(data.class_texts())
-    model.to(options.device)
+    model.to(device)
     trained = train_model(model, config, data, method, seed, options, store)
     model.eval()
     backbone_hash = weights_hash(model.backbone)
@@ -661,7 +677,8 @@ def run_one(
         feature_dtype=evaluation["feature_dtype"],
         versions=package_versions(),
         git_commit=git_commit(),
-        device=options.device,
+        device=device,
+        amp=options.amp,
         wall_time_s=round(time.perf_counter() - started, 3),
         embed_frame_forwards=int(frame_forwards),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -738,13 +755,12 @@ def check_inputs(
             "synth settings were given, but synth is not among the benchmarks",
             "add synth to --datasets, or drop --synth",
         )
-    if options.device.startswith("cuda") and not torch.cuda.is_available():
-        raise FsarbenchError(f"--device {options.device}: no CUDA device here", "use --device cpu")
+    check_amp(options.amp, resolve_device(options.device))
     for benchmark in benchmarks:  # what the configs alone decide, before any data is read
-        config = suite_run_config(methods[0], benchmark, None, None, queries, 1, options)
-        check_leakage([benchmark], run_pretraining(config, options), options.allow_leakage)
-        for method in methods:
-            check_method_fits_backbone(method, benchmark, config, options)
+        for method in methods:  # a method may bring its own default backbone
+            config = suite_run_config(method, benchmark, None, None, queries, 1, options)
+            check_leakage([benchmark], run_pretraining(config, options), options.allow_leakage)
+            check_method_fits_backbone(method, config, options)
     for benchmark in benchmarks:
         synth = options.synth if benchmark.is_synthetic else None
         if benchmark.is_synthetic:

@@ -349,13 +349,17 @@ def write_done(result: TrainingResult) -> None:
     )
 
 
-def _optim_wrapper(recipe: dict) -> dict:
+def _optim_wrapper(recipe: dict, amp: str | None = None) -> dict:
     wrapper = dict(
-        type="OptimWrapper",
+        # float16 needs loss scaling (MMEngine's AmpOptimWrapper, CUDA only); bfloat16 does not,
+        # and the backbone's autocast (FewShotRecognizer.embed) covers it
+        type="AmpOptimWrapper" if amp == "fp16" else "OptimWrapper",
         optimizer=dict(recipe["optimizer"]),
         accumulative_counts=int(recipe.get("tasks_per_batch", 1)),
         clip_grad=recipe.get("clip_grad"),
     )
+    if amp == "fp16":
+        wrapper["dtype"] = "float16"
     if recipe.get("paramwise_cfg"):  # e.g. a lower learning rate for the backbone
         wrapper["paramwise_cfg"] = dict(recipe["paramwise_cfg"])
     return wrapper
@@ -450,7 +454,7 @@ def _run(
             val_interval=interval,
             seed=seed,
         ),
-        optim_wrapper=_optim_wrapper(recipe),
+        optim_wrapper=_optim_wrapper(recipe, _amp_of(model)),
         param_scheduler=schedulers or None,
         default_hooks=_hooks(recipe, "val/acc" if val else None, bool(schedulers)),
         log_processor=dict(by_epoch=False, window_size=int(recipe.get("log_interval", 50))),
@@ -461,6 +465,11 @@ def _run(
     )
     runner.train()
     return runner.iter
+
+
+def _amp_of(model) -> str | None:
+    recognizer = getattr(model, "recognizer", model)  # FrameClassifier wraps the recognizer
+    return getattr(recognizer, "amp", None)
 
 
 def _unique_name(work_dir: Path) -> str:

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModel
 
 from fsarbench.registry import MODELS
+from fsarbench.runtime import autocast
 
 FEATURE_KINDS = ("pooled", "maps")
 
@@ -56,6 +57,7 @@ class FewShotRecognizer(BaseModel):
         self.backbone = MODELS.build(backbone)
         self.backbone.check_kind(self.feature_kind)
         self.channels = self.backbone.channels(self.feature_kind)  # C of the head's features
+        self.amp: str | None = None  # bf16 / fp16 autocast of the backbone (fsarbench.runtime)
 
     def init_weights(self) -> None:
         """Keep the weights as they are: they come from the run's seed or from a file, and
@@ -70,7 +72,9 @@ class FewShotRecognizer(BaseModel):
         device = self.backbone.mean.device
         pixels = clips.to(device=device, dtype=torch.float32)  # [B, T, 3, H, W]
         pixels = (pixels - self.backbone.mean) / self.backbone.std
-        return self.backbone(pixels, kind or self.feature_kind)
+        with autocast(device, self.amp):  # the backbone is where mixed precision pays
+            features = self.backbone(pixels, kind or self.feature_kind)
+        return features.float()  # heads compute in float32
 
     def episode_context(self, episodes, start: int, stop: int) -> dict:
         """Extra keyword arguments of ``compare`` for episodes ``start:stop`` of an

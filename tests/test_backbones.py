@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from conftest import TINY_SYNTH
 from fsarbench.backbones import all_backbones, backbone_info
 from fsarbench.cli import main
 from fsarbench.errors import FsarbenchError
@@ -18,8 +19,6 @@ from fsarbench.methods.hf_backbones import CLIPFrameBackbone, VideoMAEBackbone
 from fsarbench.registry import MODELS
 from fsarbench.results import load_record
 from fsarbench.runs import SuiteOptions, resolve_benchmarks, run_suite
-
-from conftest import TINY_SYNTH
 
 
 def tiny_backbones(standin_weights) -> dict[str, dict]:
@@ -138,10 +137,10 @@ def test_registry_lists_each_backbone_with_its_declared_pretraining():
 def test_a_folder_without_config_or_weights_is_refused(tmp_path, standin_weights):
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(FsarbenchError, match="no config.json"):
+    with pytest.raises(FsarbenchError, match=r"no config\.json"):
         CLIPFrameBackbone(pretrained=str(empty))
     (empty / "config.json").write_text("{}")
-    with pytest.raises(FsarbenchError, match="none of model.safetensors"):
+    with pytest.raises(FsarbenchError, match=r"none of model\.safetensors"):
         CLIPFrameBackbone(pretrained=str(empty))
     with pytest.raises(FsarbenchError, match="not in the local Hugging Face cache"):
         CLIPFrameBackbone(pretrained="openai/clip-vit-base-patch16")
@@ -149,7 +148,7 @@ def test_a_folder_without_config_or_weights_is_refused(tmp_path, standin_weights
 
 def test_a_checkpoint_of_another_model_is_refused(standin_weights):
     with pytest.raises(
-        FsarbenchError, match="VideoMAE weights in .* (cannot be loaded|do not fit)"
+        FsarbenchError, match=r"VideoMAE weights in .* (cannot be loaded|do not fit)"
     ):
         VideoMAEBackbone(pretrained=str(standin_weights["clip"]))
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import split_source
 from fsarbench.benchmarks.class_names import class_texts, readable, store_class_names
 from fsarbench.benchmarks.registry import get_benchmark
 from fsarbench.benchmarks.splits import store_splits
@@ -15,8 +16,6 @@ from fsarbench.cli import main
 from fsarbench.errors import FsarbenchError
 from fsarbench.methods.clip_fsar import TemporalTransformer
 from fsarbench.registry import MODELS
-
-from conftest import split_source
 
 
 @pytest.fixture

@@ -15,6 +15,8 @@ method = dict(
     fusion_offset=8.0,
     scale_init=1.0,
 )
+# Its default backbone on every benchmark (--backbone overrides; --weights gives the folder).
+backbone = "clip-vit-b16"
 # Training recipe per benchmark (configs/_base_/schedules/): the released configs' Adam
 # recipes for SSv2-Full and K100 (section 7.3); the other real benchmarks use the K100 one;
 # synth uses the quick CPU recipe.

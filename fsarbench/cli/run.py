@@ -131,7 +131,18 @@ def register(subparsers) -> None:
         default=Path("results"),
         help="where records go (default: ./results)",
     )
-    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: cpu)")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="auto (CUDA when there is one, else CPU), cpu or cuda[:N] (default: auto)",
+    )
+    parser.add_argument(
+        "--amp",
+        choices=("bf16", "fp16"),
+        default=None,
+        help="mixed precision for the backbone (fp16: CUDA only, with loss scaling in "
+        "training); recorded, and part of the run's identity (default: float32)",
+    )
     parser.add_argument(
         "--synth",
         type=synth_settings,
@@ -159,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
         weights=args.weights,
         backbone=args.backbone,
         device=args.device,
+        amp=args.amp,
         progress=stderr.is_terminal,
         synth=args.synth,
         training=args.train,

@@ -1,0 +1,79 @@
+"""Where and how the arithmetic runs: device selection, mixed precision, embedding batch size.
+
+None of these decide a result's identity except mixed precision, which the run config and the
+record keep. Everything here works on a CPU-only machine: ``auto`` picks CUDA when there is
+one, ``bf16`` autocasts on CPU as on CUDA, and only ``fp16`` (which needs loss scaling when
+training) asks for CUDA.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from fsarbench.errors import FsarbenchError
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# The share of free GPU memory one embedding batch may take: activations are measured on one
+# video, and the allocator, the decode workers' pinned buffers and fragmentation need the rest.
+EMBED_MEMORY_SHARE = 0.5
+MAX_EMBED_BATCH = 512
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` -> ``cuda`` when a CUDA device is visible, else ``cpu``; others are checked."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise FsarbenchError(
+                f"--device {name}: no CUDA device here", "use --device cpu (or auto)"
+            )
+        index = name.partition(":")[2]
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise FsarbenchError(
+                f"--device {name}: there are {torch.cuda.device_count()} CUDA devices",
+                "use cuda:0 .. cuda:N-1, or auto",
+            )
+        return name
+    if name != "cpu":
+        raise FsarbenchError(f"unknown device {name!r}", "use auto, cpu or cuda[:N]")
+    return name
+
+
+def check_amp(amp: str | None, device: str) -> None:
+    if amp is None:
+        return
+    if amp not in AMP_DTYPES:
+        raise FsarbenchError(f"unknown --amp {amp!r}", f"use {' or '.join(AMP_DTYPES)}")
+    if amp == "fp16" and not device.startswith("cuda"):
+        raise FsarbenchError(
+            "--amp fp16 needs a CUDA device (float16 autocast and loss scaling)",
+            "use --amp bf16 on CPU, or --device cuda",
+        )
+
+
+def autocast(device: torch.device | str, amp: str | None):
+    """``torch.autocast`` for the backbone's forward, or nothing when ``amp`` is None."""
+    if amp is None:
+        return contextlib.nullcontext()
+    device_type = torch.device(device).type
+    return torch.autocast(device_type=device_type, dtype=AMP_DTYPES[amp])
+
+
+def embed_batch_videos(probe, configured: int, device: torch.device | str) -> int:
+    """Videos per embedding batch: ``configured`` on CPU; on CUDA, as many as fit in
+    ``EMBED_MEMORY_SHARE`` of the free memory, from the peak memory of ``probe()`` (one video
+    embedded), never fewer than one nor more than ``MAX_EMBED_BATCH``."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return configured
+    torch.cuda.synchronize(device)
+    baseline = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    probe()
+    torch.cuda.synchronize(device)
+    per_video = max(1, torch.cuda.max_memory_allocated(device) - baseline)
+    free, _ = torch.cuda.mem_get_info(device)
+    return max(1, min(MAX_EMBED_BATCH, int(free * EMBED_MEMORY_SHARE // per_video)))
