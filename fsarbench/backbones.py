@@ -72,7 +72,7 @@ CUSTOM_SUFFIX = "-custom"
 def backbone_info(name: str) -> BackboneInfo:
     """A backbone by its name (``clip-vit-b16``, also as recorded with a custom architecture:
     ``clip-vit-b16-custom``) or its fragment's stem (``clip_vit_b16``)."""
-    name = name.removesuffix(CUSTOM_SUFFIX)
+    name = name.partition("@")[0].removesuffix(CUSTOM_SUFFIX)  # as recorded: NAME[-custom][@amp]
     for info in all_backbones().values():
         if name in (info.name, info.fragment):
             return info

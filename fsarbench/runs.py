@@ -594,7 +594,10 @@ def run_one(
     name = run_name(
         protocol["name"], protocol["n_way"], protocol["k_shot"], protocol["test_episodes"], seed
     )
-    path = record_path(options.results_dir, key, method, config.backbone_name, tag, name)
+    # a mixed-precision run is its own row everywhere (report, compare, gate): its numbers
+    # are not float32's
+    backbone_label = config.backbone_name + (f"@{options.amp}" if options.amp else "")
+    path = record_path(options.results_dir, key, method, backbone_label, tag, name)
     check_leakage([benchmark], pretrained_on, options.allow_leakage)
     if pretrained_on:  # what the weights saw is part of the run's identity
         config.pretrained_on = list(pretrained_on)
@@ -653,7 +656,7 @@ def run_one(
     record = RunRecord(
         method=method,
         method_config=dict(config.method),
-        backbone=config.backbone_name,
+        backbone=backbone_label,
         benchmark=key,
         split="test",
         training=tag,
