@@ -26,7 +26,7 @@ FEATURE_KINDS = ("pooled", "maps")
 class ClipBackbone(nn.Module):
     """The contract every backbone keeps (see the module docstring).
 
-    Subclasses set ``mean`` and ``std`` buffers ``[1, 3, 1, 1]`` and implement ``forward``,
+    Subclasses call ``set_normalisation`` and implement ``forward``,
     ``channels`` and, when they change the number of steps, ``time_steps``.
     """
 
@@ -38,6 +38,12 @@ class ClipBackbone(nn.Module):
     def time_steps(self, frames: int) -> int:
         """Steps out for ``frames`` in: one per frame for frame backbones."""
         return frames
+
+    def set_normalisation(self, mean, std) -> None:
+        """``mean`` / ``std`` per channel on the 0-255 scale, as buffers ``[1, 3, 1, 1]`` (they
+        follow the module's device; not weights, so not in its state dict)."""
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
     def check_kind(self, kind: str) -> None:
         if kind not in self.kinds:
@@ -77,8 +83,7 @@ class FrameResNet(ClipBackbone):
             norm_eval=norm_eval,
         )
         self.out_channels = _RESNET_WIDTH[depth] * 2 ** (num_stages - 1)
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.set_normalisation(mean, std)
 
     def channels(self, kind: str) -> int:
         self.check_kind(kind)

@@ -100,6 +100,18 @@ def _load(model_class, folder: Path, what: str):
     return model
 
 
+def build_hf_model(model_class, config_class, pretrained: str | None, arch, what: str):
+    """``(folder, model)``: loaded from a weights folder (its config.json sets the
+    architecture), else random-init at ``arch``; in train mode either way (``from_pretrained``
+    leaves eval mode, and the harness sets modes itself)."""
+    folder = resolve_pretrained(pretrained, what) if pretrained else None
+    if folder is not None:
+        model = _load(model_class, folder, what)
+    else:
+        model = model_class(config_class(**(arch or {})))
+    return folder, model.train()
+
+
 # --- CLIP -----------------------------------------------------------------------------------
 
 
@@ -126,17 +138,13 @@ class CLIPFrameBackbone(ClipBackbone):
         super().__init__()
         from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-        self.folder = resolve_pretrained(pretrained, "CLIP") if pretrained else None
-        if self.folder is not None:
-            self.clip = _load(CLIPVisionModelWithProjection, self.folder, "CLIP")
-        else:
-            self.clip = CLIPVisionModelWithProjection(CLIPVisionConfig(**(arch or {})))
-        self.clip.train()  # from_pretrained leaves eval mode; the harness sets modes itself
+        self.folder, self.clip = build_hf_model(
+            CLIPVisionModelWithProjection, CLIPVisionConfig, pretrained, arch, "CLIP"
+        )
         config = self.clip.config
         self.image_size, self.patch_size = config.image_size, config.patch_size
         self._channels = {"pooled": config.projection_dim, "maps": config.hidden_size}
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.set_normalisation(mean, std)
         self._text = None  # (tokenizer, text model), loaded by encode_text
 
     def channels(self, kind: str) -> int:
@@ -244,12 +252,9 @@ class VideoMAEBackbone(ClipBackbone):
         super().__init__()
         from transformers import VideoMAEConfig, VideoMAEModel
 
-        self.folder = resolve_pretrained(pretrained, "VideoMAE") if pretrained else None
-        if self.folder is not None:
-            self.videomae = _load(VideoMAEModel, self.folder, "VideoMAE")
-        else:
-            self.videomae = VideoMAEModel(VideoMAEConfig(**(arch or {})))
-        self.videomae.train()
+        self.folder, self.videomae = build_hf_model(
+            VideoMAEModel, VideoMAEConfig, pretrained, arch, "VideoMAE"
+        )
         config = self.videomae.config
         self.hidden = config.hidden_size
         self.tubelet, self.patch_size = config.tubelet_size, config.patch_size
@@ -263,8 +268,7 @@ class VideoMAEBackbone(ClipBackbone):
         self.fc_norm = nn.LayerNorm(self.hidden) if self._has_fc_norm() else None
         if self.fc_norm is not None:
             self._load_fc_norm()
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.set_normalisation(mean, std)
 
     def _checkpoint_state(self) -> dict:
         for name in WEIGHT_FILES:
