@@ -130,15 +130,14 @@ def methods_for_backbone(methods: list[str], backbone: str | None) -> tuple[list
     """Split ``methods`` into those that can run on ``backbone`` (None: the benchmarks'
     defaults, which have no text tower) and those that cannot: a head that embeds class names
     needs a CLIP backbone."""
+    # a text tower only where the backbone is named; a method's own default backbone
+    # (CLIP-FSAR's) is not enough, since `all` on its own means the benchmark's backbone
+    has_text = backbone is not None and hasattr(
+        MODELS.get(backbone_info(backbone).config["type"]), "encode_text"
+    )
     fits, left_out = [], []
     for method in methods:
-        config = load_method_file(method)
-        needs_text = MODELS.get(config["method"]["type"]).needs_text
-        # a text tower only where the backbone is named; a method's own default backbone
-        # (CLIP-FSAR's) is not enough, since `all` on its own means the benchmark's backbone
-        has_text = backbone is not None and hasattr(
-            MODELS.get(backbone_info(backbone).config["type"]), "encode_text"
-        )
+        needs_text = MODELS.get(load_method_file(method)["method"]["type"]).needs_text
         (left_out if needs_text and not has_text else fits).append(method)
     return fits, left_out
 
@@ -255,7 +254,7 @@ def load_backbone_weights(backbone: torch.nn.Module, path: Path) -> None:
     backbone.load_state_dict(state)
 
 
-def run_pretraining(config, options: SuiteOptions) -> tuple[str, ...]:
+def weights_pretrained_on(config, options: SuiteOptions) -> tuple[str, ...]:
     """What the run's backbone weights were pretrained on: ``--pretrained-on``, else the
     backbone's declaration for its usual weights; and whether ``--weights`` suits the backbone
     (a Hugging Face folder for CLIP and VideoMAE, a state-dict file or such a folder's
@@ -312,7 +311,7 @@ class SuiteOptions:
     force: bool = False
     feature_cache: bool = True
     weights: Path | None = None  # a state-dict file, or a Hugging Face folder (CLIP, VideoMAE)
-    backbone: str | None = None  # a backbone name; None: each benchmark's default
+    backbone: str | None = None  # a backbone name; None: the method's, else the benchmark's
     device: str = "auto"  # auto (CUDA when there is one), cpu, cuda[:N]
     amp: str | None = None  # bf16 / fp16 autocast of the backbone; None: float32
     progress: bool = True
@@ -584,7 +583,7 @@ def run_one(
     started = time.perf_counter()
     synth = options.synth if benchmark.is_synthetic else None
     config = suite_run_config(method, benchmark, n_way, k_shot, queries, episodes, options)
-    pretrained_on = run_pretraining(config, options)
+    pretrained_on = weights_pretrained_on(config, options)
     device = resolve_device(options.device)
     if options.amp:  # mixed precision changes the numbers: part of the run's identity
         config.amp = options.amp
@@ -762,7 +761,9 @@ def check_inputs(
     for benchmark in benchmarks:  # what the configs alone decide, before any data is read
         for method in methods:  # a method may bring its own default backbone
             config = suite_run_config(method, benchmark, None, None, queries, 1, options)
-            check_leakage([benchmark], run_pretraining(config, options), options.allow_leakage)
+            check_leakage(
+                [benchmark], weights_pretrained_on(config, options), options.allow_leakage
+            )
             check_method_fits_backbone(method, config, options)
     for benchmark in benchmarks:
         synth = options.synth if benchmark.is_synthetic else None

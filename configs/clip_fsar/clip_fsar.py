@@ -19,9 +19,9 @@ method = dict(
 backbone = "clip-vit-b16"
 # Training recipe per benchmark (configs/_base_/schedules/): the released configs' Adam
 # recipes for SSv2-Full and K100 (section 7.3); the other real benchmarks use the K100 one;
-# synth uses the quick CPU recipe.
+# synth trains the head on stored features of the given CLIP, without pretraining on synth.
 schedules = dict(
-    synth="synth_quick",
+    synth="synth_frozen",
     ssv2_full="clip_fsar_adam_ssv2",
     ssv2_small="clip_fsar_adam_ssv2",  # not in the inspected configs: the SSv2 recipe
     real="clip_fsar_adam_k100",
