@@ -170,7 +170,7 @@ def test_the_head_learns_from_informative_features(model):
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-2)
     first = last = None
-    for step in range(80):
+    for _ in range(80):
         class_ids = torch.randperm(classes)[:5]
         labels = torch.arange(5)
         losses = model(
