@@ -265,34 +265,31 @@ class VideoMAEBackbone(ClipBackbone):
         )
         # fc_norm lives in VideoMAEForVideoClassification, not in VideoMAEModel: read it from the
         # checkpoint when it is there, else pooled features stay unnormalised (identity).
-        self.fc_norm = nn.LayerNorm(self.hidden) if self._has_fc_norm() else None
-        if self.fc_norm is not None:
-            self._load_fc_norm()
+        fc_norm = self._checkpoint_fc_norm()
+        self.fc_norm = None
+        if fc_norm is not None:
+            self.fc_norm = nn.LayerNorm(self.hidden)
+            self.fc_norm.load_state_dict(fc_norm)
         self.set_normalisation(mean, std)
 
-    def _checkpoint_state(self) -> dict:
-        for name in WEIGHT_FILES:
-            path = self.folder / name
-            if path.is_file():
-                if name.endswith(".safetensors"):
-                    from safetensors.torch import load_file
+    def _checkpoint_fc_norm(self) -> dict | None:
+        """``fc_norm``'s weight and bias from the weights folder, if its checkpoint has them
+        (safetensors are read lazily: only these two tensors)."""
+        if self.folder is None or not read_hf_config(self.folder).get("use_mean_pooling", True):
+            return None
+        keys = {"fc_norm.weight": "weight", "fc_norm.bias": "bias"}
+        safetensors_path = self.folder / "model.safetensors"
+        if safetensors_path.is_file():
+            from safetensors import safe_open
 
-                    return load_file(str(path))
-                return torch.load(path, map_location="cpu", weights_only=True)
-        return {}
-
-    def _has_fc_norm(self) -> bool:
-        if self.folder is None:
-            return False
-        return bool(read_hf_config(self.folder).get("use_mean_pooling", True)) and any(
-            key.startswith("fc_norm.") for key in self._checkpoint_state()
-        )
-
-    def _load_fc_norm(self) -> None:
-        state = self._checkpoint_state()
-        self.fc_norm.load_state_dict(
-            {"weight": state["fc_norm.weight"], "bias": state["fc_norm.bias"]}
-        )
+            with safe_open(str(safetensors_path), framework="pt") as checkpoint:
+                if not set(keys) <= set(checkpoint.keys()):
+                    return None
+                return {name: checkpoint.get_tensor(key) for key, name in keys.items()}
+        state = torch.load(self.folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        if not set(keys) <= set(state):
+            return None
+        return {name: state[key] for key, name in keys.items()}
 
     def channels(self, kind: str) -> int:
         self.check_kind(kind)
