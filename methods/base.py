@@ -40,8 +40,10 @@ class FewShotRecognizer(BaseModel):
 
     ``forward(support, support_labels, query, query_labels=None, mode=..., features=False)``:
     ``support`` / ``query`` are uint8 clips ``[B, T, 3, H, W]`` or, with ``features=True``,
-    stored features. Modes: ``loss`` -> ``{"loss_cls": ...}`` (plus a head's auxiliary losses),
-    ``predict`` and ``tensor`` -> logits ``[Q, N]``.
+    stored features. Modes: ``loss`` -> ``{"loss_cls": ...}`` plus a head's
+    ``auxiliary_losses``, ``predict`` and ``tensor`` -> logits ``[Q, N]``. Extra keyword
+    arguments are the training episode's own data, which ``forward_context`` turns into the
+    head's arguments (CLIP-FSAR: its classes' text).
     """
 
     feature_kind: ClassVar[str] = "pooled"
@@ -141,17 +143,35 @@ class FewShotRecognizer(BaseModel):
         query_labels: torch.Tensor | None = None,
         mode: str = "tensor",
         features: bool = False,
+        **episode,
     ):
+        """``episode``: what a training episode carries beyond clips and labels, for heads
+        that read it (CLIP-FSAR: ``class_ids`` and ``split_classes``)."""
         if not features:
             support, query = self.embed(support), self.embed(query)
-        logits = self.head(support, support_labels, query)  # [Q, N]
+        logits = self.head(support, support_labels, query, **self.forward_context(**episode))
         if mode in ("tensor", "predict"):
-            return logits
+            return logits  # [Q, N]
         if mode == "loss":
             if query_labels is None:
                 raise ValueError("mode='loss' needs query_labels")
-            return {"loss_cls": F.cross_entropy(logits, query_labels)}
+            return {
+                "loss_cls": F.cross_entropy(logits, query_labels),
+                **self.auxiliary_losses(support, support_labels, query, query_labels, **episode),
+            }
         raise ValueError(f"unknown mode {mode!r}: use loss, predict or tensor")
+
+    def forward_context(self, **episode) -> dict:
+        """One episode's extra ``head`` arguments from its ``episode`` data (none for most
+        heads, which take no episode data)."""
+        if episode:
+            raise TypeError(f"{type(self).__name__} takes no episode data ({', '.join(episode)})")
+        return {}
+
+    def auxiliary_losses(self, support, support_labels, query, query_labels, **episode) -> dict:
+        """Losses beside the query cross-entropy, from the episode's features ``[S, T, ...]``,
+        ``[Q, T, ...]`` (none for most heads)."""
+        return {}
 
 
 def one_hot_mean(labels: torch.Tensor, values: torch.Tensor, n_way: int) -> torch.Tensor:

@@ -194,38 +194,26 @@ class CLIPFSAR(FewShotRecognizer):
         weight = self.fusion_text_weight
         return weight * log_p_text + (1.0 - weight) * log_p_vis
 
-    # --- MMEngine -------------------------------------------------------------------------
+    # --- training episodes ----------------------------------------------------------------
 
-    def forward(
-        self,
-        support,
-        support_labels,
-        query,
-        query_labels=None,
-        mode: str = "tensor",
-        features: bool = False,
-        class_ids: torch.Tensor | None = None,
-        split_classes: tuple[str, ...] | None = None,
-    ):
-        """As :meth:`FewShotRecognizer.forward`, with the episode's classes: ``class_ids [N]``
-        index ``split_classes``, the split's class labels (training episodes carry both)."""
+    def class_bank(self, class_ids, split_classes) -> tuple[torch.Tensor, torch.Tensor]:
+        """A training episode's classes: the text bank of its split ``[C, D]`` and
+        ``class_ids [N]`` (indices into ``split_classes``, the split's labels) on its device."""
         if class_ids is None or split_classes is None:
             raise ValueError("clip_fsar needs each episode's class_ids and split_classes")
-        if not features:
-            support, query = self.embed(support), self.embed(query)
         bank = self.text_features(tuple(split_classes))  # [C, D]
-        class_ids = class_ids.to(bank.device).long()
-        logits = self.head(support, support_labels, query, class_text=bank[class_ids])  # [Q, N]
-        if mode in ("tensor", "predict"):
-            return logits
-        if mode != "loss":
-            raise ValueError(f"unknown mode {mode!r}: use loss, predict or tensor")
-        if query_labels is None:
-            raise ValueError("mode='loss' needs query_labels")
+        return bank, class_ids.to(bank.device).long()
+
+    def forward_context(self, class_ids=None, split_classes=None) -> dict:
+        bank, class_ids = self.class_bank(class_ids, split_classes)
+        return {"class_text": bank[class_ids]}  # [N, D]
+
+    def auxiliary_losses(
+        self, support, support_labels, query, query_labels, class_ids=None, split_classes=None
+    ) -> dict:
+        """The video-text matching loss over every base class, weighted by lambda_cls."""
+        bank, class_ids = self.class_bank(class_ids, split_classes)
         videos = torch.cat([support, query])  # [S+Q, T, D]
         base = class_ids[torch.cat([support_labels, query_labels]).to(class_ids.device)]
         class_logits = self.video_text_logits(videos, bank)  # [S+Q, C]
-        return {
-            "loss_cls": F.cross_entropy(logits, query_labels),
-            "loss_text": self.text_loss_weight * F.cross_entropy(class_logits, base),
-        }
+        return {"loss_text": self.text_loss_weight * F.cross_entropy(class_logits, base)}

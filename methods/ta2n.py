@@ -361,8 +361,11 @@ class TA2N(FewShotRecognizer):
         query_labels=None,
         mode: str = "tensor",
         features: bool = False,
+        **episode,
     ):
-        out = super().forward(support, support_labels, query, query_labels, mode, features)
+        out = super().forward(
+            support, support_labels, query, query_labels, mode, features, **episode
+        )
         if mode == "loss" and self.training:
             self.train_iterations += 1
             every = self.perturb_decay_every
