@@ -27,6 +27,13 @@ class BackboneInfo:
     config: dict  # the MMEngine model config
 
     @property
+    def has_text_tower(self) -> bool:
+        """It can embed text (CLIP): what heads that embed class names need."""
+        from fsarbench.registry import MODELS
+
+        return hasattr(MODELS.get(self.config["type"]), "encode_text")
+
+    @property
     def takes_folder(self) -> bool:
         """Built from a Hugging Face folder (``pretrained``) rather than a state-dict file."""
         return "pretrained" in self.config
@@ -85,10 +92,10 @@ def backbone_info(name: str) -> BackboneInfo:
 def architecture_differences(info: BackboneInfo, folder: Path) -> list[str]:
     """Where a Hugging Face folder's architecture departs from the one the backbone's name
     stands for (``arch`` in its fragment): ``["hidden_size 32 (not 768)", ...]``."""
-    import json
+    from fsarbench.methods.hf_backbones import read_hf_config
 
     declared = info.config.get("arch") or {}
-    hf_config = json.loads((folder / "config.json").read_text())
+    hf_config = read_hf_config(folder)
     actual = hf_config.get("vision_config", hf_config)  # a whole CLIP model keeps it there
     return [
         f"{key} {actual.get(key)} (not {value})"

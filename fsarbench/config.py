@@ -32,7 +32,8 @@ def _fragment_names(kind: str) -> list[str]:
 
 
 def load_fragment(kind: str, name: str) -> dict:
-    """One fragment's variables as plain dicts (``kind``: protocols, backbones, benchmarks)."""
+    """One fragment's variables as plain dicts (``kind``: protocols, benchmarks, schedules;
+    backbones are read by ``fsarbench.backbones``)."""
     path = config_path(f"_base_/{kind}/{name}.py")
     if not path.is_file():
         raise FsarbenchError(

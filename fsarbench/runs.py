@@ -132,14 +132,16 @@ def methods_for_backbone(methods: list[str], backbone: str | None) -> tuple[list
     needs a CLIP backbone."""
     # a text tower only where the backbone is named; a method's own default backbone
     # (CLIP-FSAR's) is not enough, since `all` on its own means the benchmark's backbone
-    has_text = backbone is not None and hasattr(
-        MODELS.get(backbone_info(backbone).config["type"]), "encode_text"
-    )
+    has_text = backbone is not None and backbone_info(backbone).has_text_tower
     fits, left_out = [], []
     for method in methods:
-        needs_text = MODELS.get(load_method_file(method)["method"]["type"]).needs_text
-        (left_out if needs_text and not has_text else fits).append(method)
+        (left_out if method_needs_text(method) and not has_text else fits).append(method)
     return fits, left_out
+
+
+def method_needs_text(method: str) -> bool:
+    """Whether method config ``method``'s head embeds class names (CLIP-FSAR)."""
+    return MODELS.get(load_method_file(method)["method"]["type"]).needs_text
 
 
 def resolve_benchmarks(spec: str) -> list[Benchmark]:
@@ -280,7 +282,7 @@ def check_method_fits_backbone(method: str, config, options: SuiteOptions) -> No
             "provide",
             "choose another --backbone (`fsarbench ls backbones`)",
         )
-    if model_class.needs_text and not hasattr(backbone_class, "encode_text"):
+    if model_class.needs_text and not info.has_text_tower:
         raise FsarbenchError(
             f"{method} embeds class names with CLIP's text tower; {info.name} has none",
             "run it with --backbone clip-vit-b16 --weights CLIP_FOLDER",
@@ -770,7 +772,7 @@ def check_inputs(
         if benchmark.is_synthetic:
             ensure_synth(synth, progress=options.progress)
         prepared, prepared_dir = require_prepared(benchmark, synth)
-        if any(MODELS.get(load_method_file(m)["method"]["type"]).needs_text for m in methods):
+        if any(method_needs_text(m) for m in methods):
             for split in prepared.splits:  # names for the text prompts, before any run
                 class_texts(benchmark, split_videos(prepared, prepared_dir, split).classes)
         largest = [w for w in ways if w is not None]

@@ -21,6 +21,9 @@ from fsarbench.registry import MODELS
 
 _RESNET_WIDTH = {18: 64, 34: 64, 50: 256, 101: 256, 152: 256}
 FEATURE_KINDS = ("pooled", "maps")
+# ImageNet's normalisation on the 0-255 scale: ResNets' and VideoMAE's
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
 
 
 class ClipBackbone(nn.Module):
@@ -68,8 +71,8 @@ class FrameResNet(ClipBackbone):
         self,
         depth: int = 50,
         num_stages: int = 4,
-        mean: Sequence[float] = (123.675, 116.28, 103.53),
-        std: Sequence[float] = (58.395, 57.12, 57.375),
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
         norm_eval: bool = False,
     ) -> None:
         super().__init__()

@@ -19,15 +19,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from fsarbench.errors import FsarbenchError
-from fsarbench.methods.backbones import ClipBackbone, strip_common_prefix
+from fsarbench.methods.backbones import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ClipBackbone,
+    strip_common_prefix,
+)
 from fsarbench.registry import MODELS
 
 # CLIP's normalisation (OpenAI's preprocessing), on the 0-255 scale the harness feeds
 CLIP_MEAN = (0.48145466 * 255, 0.4578275 * 255, 0.40821073 * 255)
 CLIP_STD = (0.26862954 * 255, 0.26130258 * 255, 0.27577711 * 255)
-# VideoMAE's (ImageNet's)
-IMAGENET_MEAN = (123.675, 116.28, 103.53)
-IMAGENET_STD = (58.395, 57.12, 57.375)
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
