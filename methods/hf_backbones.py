@@ -11,6 +11,7 @@ config fragment declares (``arch``), randomly initialised under the run's seed.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -114,6 +115,24 @@ def build_hf_model(model_class, config_class, pretrained: str | None, arch, what
     return folder, model.train()
 
 
+@functools.lru_cache(maxsize=2)
+def clip_text_tower(folder: Path):
+    """``(tokenizer, frozen text model)`` of a CLIP folder, loaded once per process: every run
+    of a suite builds its own backbone, and the text tower never changes."""
+    from transformers import CLIPTextModelWithProjection, CLIPTokenizer
+
+    try:
+        tokenizer = CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
+    except Exception as error:
+        raise FsarbenchError(
+            f"CLIP folder {folder} has no usable tokenizer ({error})",
+            "use a folder with vocab.json and merges.txt, as `huggingface-cli "
+            "download openai/clip-vit-base-patch16` writes it",
+        ) from None
+    text_model = _load(CLIPTextModelWithProjection, folder, "CLIP text")
+    return tokenizer, text_model.requires_grad_(False).eval()
+
+
 # --- CLIP -----------------------------------------------------------------------------------
 
 
@@ -147,7 +166,6 @@ class CLIPFrameBackbone(ClipBackbone):
         self.image_size, self.patch_size = config.image_size, config.patch_size
         self._channels = {"pooled": config.projection_dim, "maps": config.hidden_size}
         self.set_normalisation(mean, std)
-        self._text = None  # (tokenizer, text model), loaded by encode_text
 
     def channels(self, kind: str) -> int:
         self.check_kind(kind)
@@ -194,21 +212,7 @@ class CLIPFrameBackbone(ClipBackbone):
                 "pass --weights FOLDER with a whole CLIP model (config.json, model.safetensors, "
                 "tokenizer files); see README, Backbones",
             )
-        if self._text is None:
-            from transformers import CLIPTextModelWithProjection, CLIPTokenizer
-
-            try:
-                tokenizer = CLIPTokenizer.from_pretrained(str(self.folder), local_files_only=True)
-            except Exception as error:
-                raise FsarbenchError(
-                    f"CLIP folder {self.folder} has no usable tokenizer ({error})",
-                    "use a folder with vocab.json and merges.txt, as `huggingface-cli "
-                    "download openai/clip-vit-base-patch16` writes it",
-                ) from None
-            text_model = _load(CLIPTextModelWithProjection, self.folder, "CLIP text")
-            text_model.requires_grad_(False).eval()
-            self._text = (tokenizer, text_model)
-        tokenizer, text_model = self._text
+        tokenizer, text_model = clip_text_tower(self.folder)
         text_model.to(self.mean.device)
         tokens = tokenizer(
             prompts,
