@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from fsarbench.configs import CONFIG_ROOT
+from fsarbench.configs import CONFIG_ROOT, read_config
 from fsarbench.errors import FsarbenchError
 from fsarbench.leakage import PRETRAINING_CORPORA
 
@@ -44,9 +44,7 @@ def _fragments() -> list[Path]:
 
 
 def _read(path: Path) -> BackboneInfo:
-    from mmengine.config import Config
-
-    config = Config.fromfile(str(path)).to_dict()
+    config = read_config(path)
     about = config.get("about", {})
     declared = tuple(about.get("weights_pretrained_on", ()))
     unknown = [corpus for corpus in declared if corpus not in PRETRAINING_CORPORA]
@@ -121,3 +119,113 @@ def weights_pretraining(
             "add --pretrained-on kinetics-400 (or ssv2, ...; `fsarbench run --help` lists them)",
         )
     return info.weights_pretrained_on
+
+
+# --- weights given with --weights --------------------------------------------------------
+
+
+def load_backbone_weights(backbone, path: Path) -> None:
+    """Load backbone weights (``torch.save`` or safetensors) with ``weights_only=True``: this
+    backbone's own state dict or a common layout it adapts (``adapt_state_dict``: for ResNet,
+    torchvision's and MMAction2's); every key and shape is then checked."""
+    import torch
+
+    from fsarbench.console import stderr
+
+    if not path.is_file():
+        raise FsarbenchError(f"--weights {path}: no such file")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise FsarbenchError(
+            f"--weights {path} cannot be read as a state dict ({type(error).__name__}: {error})",
+            "save weights with torch.save(model.state_dict(), FILE) or as .safetensors",
+        ) from None
+    if not isinstance(state, dict):
+        raise FsarbenchError(
+            f"--weights {path} holds a {type(state).__name__}, not a state dict",
+            "save weights with torch.save(model.state_dict(), FILE) or as .safetensors",
+        )
+    if hasattr(backbone, "adapt_state_dict"):  # the backbone knows the common key layouts
+        state, dropped = backbone.adapt_state_dict(state)
+        if dropped:
+            stderr.print(
+                f"--weights {path.name}: {len(dropped)} keys outside the backbone left out "
+                f"(such as {dropped[0]}: a classifier or CLIP's text tower)"
+            )
+    expected = backbone.state_dict()
+    # BatchNorm counters are absent from older checkpoints and play no part at test time
+    for key in expected:
+        if key.endswith("num_batches_tracked") and key not in state:
+            state[key] = expected[key]
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    wrong = sorted(
+        f"{key} {tuple(state[key].shape)} (expected {tuple(expected[key].shape)})"
+        for key in set(state) & set(expected)
+        if tuple(state[key].shape) != tuple(expected[key].shape)
+    )
+    if missing or extra or wrong:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", extra), ("wrong shape", wrong)):
+            if keys:
+                shown = ", ".join(keys[:5]) + (
+                    f" and {len(keys) - 5} more" if len(keys) > 5 else ""
+                )
+                parts.append(f"{len(keys)} {label}: {shown}")
+        raise FsarbenchError(
+            f"--weights {path} does not fit the backbone ({'; '.join(parts)})",
+            "use weights saved from the same backbone config (`fsarbench config` shows it); "
+            "for CLIP and VideoMAE, give the whole Hugging Face folder: its config.json sets "
+            "the architecture",
+        )
+    backbone.load_state_dict(state)
+
+
+def weights_pretrained_on(
+    config, weights: Path | None, pretrained_on: tuple[str, ...]
+) -> tuple[str, ...]:
+    """What the run's backbone weights (``--weights``) were pretrained on: ``--pretrained-on``,
+    else the backbone's declaration for its usual weights; and whether ``--weights`` suits
+    the backbone (a Hugging Face folder for CLIP and VideoMAE, a state-dict file or such a
+    folder's ``model.safetensors`` otherwise)."""
+    info = backbone_info(config.backbone_name)
+    if weights is not None and weights.is_dir() and not info.takes_folder:
+        raise FsarbenchError(
+            f"--weights {weights} is a folder, but {info.name} loads a state-dict file",
+            f"give the file ({info.weights})",
+        )
+    return weights_pretraining(info, weights, pretrained_on)
+
+
+def check_method_fits_backbone(method: str, config, weights: Path | None) -> None:
+    """A method's needs against the run's backbone (``config``: the method's run config): the
+    feature kind its head reads, and a text tower for methods that embed class names."""
+    from fsarbench.registry import MODELS
+
+    model_class = MODELS.get(config.method["type"])
+    info = backbone_info(config.backbone_name)
+    backbone_class = MODELS.get(info.config["type"])
+    if model_class.feature_kind not in backbone_class.kinds:
+        raise FsarbenchError(
+            f"{method} reads {model_class.feature_kind} features, which {info.name} does not "
+            "provide",
+            "choose another --backbone (`fsarbench ls backbones`)",
+        )
+    if model_class.needs_text and not info.has_text_tower:
+        raise FsarbenchError(
+            f"{method} embeds class names with CLIP's text tower; {info.name} has none",
+            "run it with --backbone clip-vit-b16 --weights CLIP_FOLDER",
+        )
+    if model_class.needs_text and not (weights is not None and weights.is_dir()):
+        raise FsarbenchError(
+            f"{method} embeds class names with CLIP's text tower and tokenizer, which come "
+            "with CLIP's weights folder",
+            "pass --weights CLIP_FOLDER (config.json, model.safetensors, vocab.json, "
+            "merges.txt; see README, Backbones)",
+        )

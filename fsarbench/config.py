@@ -19,7 +19,7 @@ from mmengine.config import Config
 
 from fsarbench.backbones import backbone_info
 from fsarbench.benchmarks.registry import Benchmark
-from fsarbench.configs import CONFIG_ROOT, config_path
+from fsarbench.configs import CONFIG_ROOT, config_path, read_config
 from fsarbench.errors import FsarbenchError
 
 TRAINING_MODES = ("none", "finetune", "frozen")
@@ -40,7 +40,7 @@ def load_fragment(kind: str, name: str) -> dict:
             f"no {kind[:-1]} config named {name!r}",
             f"use one of: {', '.join(_fragment_names(kind))} (in {path.parent})",
         )
-    return Config.fromfile(str(path)).to_dict()
+    return read_config(path)
 
 
 def benchmark_fragment_name(benchmark: Benchmark) -> str:
@@ -73,7 +73,7 @@ def load_method_file(name: str) -> dict:
     may name the modules that register its method in MMEngine's
     ``custom_imports`` (a method kept outside fsarbench)."""
     path = method_config_file(name)
-    config = Config.fromfile(str(path)).to_dict()
+    config = read_config(path)
     imports = config.get("custom_imports", {}).get("imports", [])
     if imports:
         from mmengine.utils import import_modules_from_strings
@@ -151,7 +151,7 @@ def compose_run_config(
     # the run's choice, else the method's own default, else the benchmark's
     default_backbone = load_method_file(method).get("backbone", bench["backbone"])
     chosen_backbone = backbone_info(backbone or default_backbone)
-    evaluation = Config.fromfile(str(config_path("_base_/evaluation.py"))).to_dict()["evaluation"]
+    evaluation = read_config(config_path("_base_/evaluation.py"))["evaluation"]
     run_protocol = {k: v for k, v in protocol.items() if k != "k_shots"}
     run_protocol["n_way"] = int(n_way or protocol["n_way"])
     run_protocol["k_shot"] = int(k_shot or protocol["k_shots"][0])
@@ -203,3 +203,11 @@ def canonical_json(value: Any) -> str:
 def config_hash(config: Config) -> str:
     """Hash of everything that determines a run's numbers."""
     return hashlib.sha256(canonical_json(config.to_dict()).encode()).hexdigest()
+
+
+def training_tag(schedule: dict) -> str:
+    """How the tested weights came about, as recorded: none, finetune, frozen, pretrain+..."""
+    mode = schedule["mode"]
+    if schedule["pretrain"].get("enabled"):
+        return "pretrain" if mode == "none" else f"pretrain+{mode}"
+    return mode

@@ -14,9 +14,9 @@ import re
 from pathlib import Path
 
 from fsarbench.errors import FsarbenchError
+from fsarbench.names import method_configs
 from fsarbench.report import render_breakdown, render_leaderboard
 from fsarbench.results import RunRecord, load_records
-from fsarbench.runs import method_configs
 
 DOCS_RESULTS = Path("results") / "synth"
 START, END = "<!-- synth-numbers:start -->", "<!-- synth-numbers:end -->"

@@ -9,7 +9,9 @@ pipeline and prepared annotation list, so changing any of them never reads stale
 methods with the same backbone checkpoint share them.
 
 Embedding is resumable: rows are written in order to a partial file whose progress is
-recorded after every batch, so an interrupted run continues where it stopped.
+recorded after every batch, so an interrupted run continues where it stopped. One process
+embeds a store while any others that need it wait for it (``fsarbench.locks``); the partial
+file and its progress are only touched by that process.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from torch.utils.data import DataLoader, Subset
 from fsarbench.config import canonical_json
 from fsarbench.console import stderr
 from fsarbench.fileio import atomic_write_text
+from fsarbench.locks import compute_once
 from fsarbench.paths import cache_dir
 from fsarbench.runtime import embed_batch_videos
 
@@ -138,10 +141,14 @@ class FeatureStore:
         num_workers: int = 0,
         progress: bool = True,
     ) -> StoredFeatures:
-        stored = self.load(key)
-        if stored is not None:
-            return stored
-        return self._embed(key, model, dataset, batch_videos, num_workers, progress)
+        folder = self.folder(key)
+        return compute_once(
+            folder / "embed.lock",
+            f"embedding {key.benchmark} {key.split} ({key.folder_name})",
+            lambda: self.load(key),
+            lambda: self._embed(key, model, dataset, batch_videos, num_workers, progress),
+            kind="features",
+        )
 
     def _embed(self, key, model, dataset, batch_videos, num_workers, progress) -> StoredFeatures:
         folder = self.folder(key)

@@ -119,11 +119,11 @@ class GateRow:
     difference: float | None  # actual - expected, points
     ci95: float | None
     p_value: float | None
-    status: str  # ok | improved | REGRESSION | MISSING | new
+    status: str  # ok | improved | REGRESSION | MISSING | FAILED | new
 
     @property
     def failed(self) -> bool:
-        return self.status in ("REGRESSION", "MISSING")
+        return self.status in ("REGRESSION", "MISSING", "FAILED")
 
 
 def _group(records: list[RunRecord]) -> dict[tuple, list[RunRecord]]:
@@ -170,9 +170,11 @@ def check_results(
     baseline: list[RunRecord],
     alpha: float = DEFAULT_ALPHA,
     min_effect: float = DEFAULT_MIN_EFFECT,
+    failures=(),
 ) -> list[GateRow]:
     """One row per (method, backbone, training, benchmark, way, shot) of the baseline, plus the
-    current rows the baseline lacks (status ``new``, which does not fail)."""
+    current rows the baseline lacks (status ``new``, which does not fail), plus one ``FAILED``
+    row per group with runs that raised (``failures``: ``RunFailure``), which fails."""
     if not 0.0 < alpha < 1.0:
         raise FsarbenchError(f"alpha must be in (0, 1), got {alpha}")
     if min_effect < 0.0:
@@ -199,6 +201,12 @@ def check_results(
             rows.append(
                 GateRow(*key, seeds, None, mean, None, None, None, "new")  # type: ignore[misc]
             )
+    failed: dict[tuple, list[int]] = {}
+    for failure in failures:
+        failed.setdefault(tuple(getattr(failure, k) for k in ROW_KEYS), []).append(failure.seed)
+    for key, seeds in sorted(failed.items(), key=lambda item: str(item[0])):
+        label = f"seed {', '.join(map(str, sorted(seeds)))} raised"
+        rows.append(_row(key, label, None, "FAILED"))
     return rows
 
 

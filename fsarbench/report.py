@@ -153,12 +153,23 @@ def _cell(row, fmt: str) -> str:
     return f"{text} ({size})"
 
 
-def leaderboard_wide(long: pd.DataFrame, fmt: str) -> pd.DataFrame:
+def leaderboard_wide(long: pd.DataFrame, fmt: str, failures=()) -> pd.DataFrame:
+    """``failures``: runs that raised (``RunFailure``); their cells say which seeds failed."""
     columns = list(dict.fromkeys(_column_label(*k) for k in long[COLUMN_KEYS].itertuples(False)))
     table: dict[tuple, dict[str, str]] = {}
     for row in long.itertuples(index=False):
         cells = table.setdefault(tuple(getattr(row, k) for k in ROW_KEYS), {})
         cells[_column_label(row.benchmark, row.n_way, row.k_shot)] = _cell(row, fmt)
+    failed_seeds: dict[tuple, list[int]] = {}
+    for failure in failures:
+        key = (*(getattr(failure, k) for k in ROW_KEYS), failure.benchmark, failure.n_way)
+        failed_seeds.setdefault((*key, failure.k_shot), []).append(failure.seed)
+    for (*key, benchmark, n_way, k_shot), seeds in sorted(failed_seeds.items()):
+        column = _column_label(benchmark, n_way, k_shot)
+        columns += [column] if column not in columns else []
+        cells = table.setdefault(tuple(key), {})
+        mark = f"FAILED: seed {', '.join(map(str, sorted(seeds)))}"
+        cells[column] = f"{cells[column]}; {mark}" if column in cells else mark
     frame = pd.DataFrame(
         [dict(zip(ROW_KEYS, key, strict=True), **cells) for key, cells in sorted(table.items())]
     )
@@ -166,14 +177,32 @@ def leaderboard_wide(long: pd.DataFrame, fmt: str) -> pd.DataFrame:
 
 
 def render_leaderboard(
-    records: list[RunRecord], fmt: str = "md", reported: pd.DataFrame | None = None
+    records: list[RunRecord],
+    fmt: str = "md",
+    reported: pd.DataFrame | None = None,
+    failures=(),
 ) -> str:
+    """The leaderboard; ``failures`` (``RunFailure``, runs that raised) are shown in their
+    cells (md, LaTeX, HTML) or as rows of status ``failed`` (CSV)."""
     if fmt not in FORMATS:
         raise FsarbenchError(f"unknown format {fmt!r}", f"use one of {', '.join(FORMATS)}")
-    long = leaderboard_long(records, reported)
+    if records or not failures:
+        long = leaderboard_long(records, reported)
+    else:  # nothing finished yet: the table of failures alone
+        long = pd.DataFrame(columns=[*ROW_KEYS, *COLUMN_KEYS, "leakage", "training"])
     if fmt == "csv":
+        long = long.assign(status="ok")
+        failed = pd.DataFrame(
+            [{k: getattr(f, k) for k in ROW_KEYS + COLUMN_KEYS} for f in failures],
+            columns=ROW_KEYS + COLUMN_KEYS,
+        )
+        if len(failed):
+            failed["seed"] = [f.seed for f in failures]
+            failed["status"] = "failed"
+            failed["error"] = [f.error for f in failures]
+            long = pd.concat([long, failed], ignore_index=True)
         return long.to_csv(index=False)
-    wide = leaderboard_wide(long, fmt)
+    wide = leaderboard_wide(long, fmt, failures)
     legend = (
         "Accuracy (%): mean over seeds ± 95% interval of the pooled episodes (1.96 × std / √n); "
         "(seeds × episodes per seed, sd: standard deviation of the per-seed means); best per "
@@ -184,6 +213,11 @@ def render_leaderboard(
         legend += (
             " ‡: the backbone's pretraining has seen this benchmark's test classes "
             "(run with --allow-leakage; not a few-shot result)."
+        )
+    if failures:
+        legend += (
+            " FAILED: those seeds' runs raised (`fsarbench status` shows each error and its "
+            "log); the cell's numbers, if any, are over the other seeds."
         )
     if (long["training"] == "paper").any():
         legend += (

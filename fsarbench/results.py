@@ -105,4 +105,64 @@ def load_record(path: Path) -> RunRecord:
 
 def load_records(results_dir: Path) -> list[RunRecord]:
     runs = results_dir / "runs"
-    return [load_record(p) for p in sorted(runs.rglob("*.json"))] if runs.is_dir() else []
+    if not runs.is_dir():
+        return []
+    return [load_record(p) for p in sorted(runs.rglob("*.json")) if not is_failure_file(p)]
+
+
+# --- failed runs ---------------------------------------------------------------------------
+
+FAILURE_SUFFIX = ".failed.json"
+
+
+@dataclass
+class RunFailure:
+    """A run that raised: kept beside where its record would be, as a row of its own, until
+    the run succeeds (its record then replaces it)."""
+
+    method: str
+    backbone: str
+    benchmark: str
+    training: str
+    protocol_name: str
+    n_way: int
+    k_shot: int
+    seed: int
+    n_episodes: int
+    error: str  # the exception, one line: "RuntimeError: ..."
+    traceback: str  # the last frames of the traceback
+    log: str | None  # the job's log file, when it ran as a job (Slurm)
+    host: str
+    config_hash: str | None
+    created: str  # ISO 8601 UTC
+    status: str = "failed"
+
+
+def failure_path(record: Path) -> Path:
+    return record.with_name(record.stem + FAILURE_SUFFIX)
+
+
+def is_failure_file(path: Path) -> bool:
+    return path.name.endswith(FAILURE_SUFFIX)
+
+
+def write_failure(failure: RunFailure, path: Path) -> None:
+    atomic_write_text(path, json.dumps(asdict(failure), indent=1) + "\n")
+
+
+def load_failures(results_dir: Path) -> list[RunFailure]:
+    """Every failed run under ``results_dir`` whose record has not replaced it."""
+    runs = results_dir / "runs"
+    if not runs.is_dir():
+        return []
+    failures = []
+    for path in sorted(runs.rglob(f"*{FAILURE_SUFFIX}")):
+        try:
+            data = json.loads(path.read_text())
+            failures.append(RunFailure(**{f.name: data[f.name] for f in fields(RunFailure)}))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise FsarbenchError(
+                f"{path} is not a readable failure record ({error})",
+                "delete it, or run that run again",
+            ) from None
+    return failures

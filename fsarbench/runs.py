@@ -1,4 +1,4 @@
-"""Runs: resolve what the user asked for, then test each (method, benchmark, way, shot, seed).
+"""Runs: test each (method, benchmark, way, shot, seed) that the user asked for.
 
 ``run_suite`` is what ``fsarbench run`` calls: every input is checked before the first run
 starts; each run then reuses what exists (episode set, stored features, its own record) and
@@ -7,304 +7,72 @@ writes its record atomically when it finishes, so an interrupted suite restarts 
 
 from __future__ import annotations
 
-import fnmatch
-import hashlib
-import importlib.metadata
-import platform
-import subprocess
+import os
+import socket
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from mmengine.config import Config
-from torch.utils.data import DataLoader
 
 from fsarbench.backbones import (
     CUSTOM_SUFFIX,
     architecture_differences,
     backbone_info,
-    weights_pretraining,
+    check_method_fits_backbone,
+    load_backbone_weights,
+    weights_pretrained_on,
 )
 from fsarbench.benchmarks.class_names import class_texts
-from fsarbench.benchmarks.prepare import PreparedBenchmark, require_prepared
+from fsarbench.benchmarks.prepare import require_prepared
 from fsarbench.benchmarks.registry import Benchmark, get_benchmark
 from fsarbench.benchmarks.synth import SynthConfig, ensure_synth
 from fsarbench.breakdown import order_pair_breakdown
-from fsarbench.config import (
-    compose_run_config,
-    config_hash,
-    load_method_file,
-    method_config_roots,
+from fsarbench.config import compose_run_config, config_hash, training_tag
+from fsarbench.data.benchmark import BenchmarkData, benchmark_is_prepared, load_benchmark_data
+from fsarbench.data.episodes import EpisodeDrawer, EpisodeSpec, episode_set_for, split_videos
+from fsarbench.distributed import (
+    broadcast_from_main,
+    is_main_process,
+    local_device,
+    world_size,
 )
-from fsarbench.configs import CONFIG_ROOT
-from fsarbench.console import stderr
-from fsarbench.data.episodes import (
-    EpisodeDrawer,
-    EpisodeSpec,
-    episode_set_for,
-    split_videos,
-)
-from fsarbench.data.pipelines import build_pipeline
 from fsarbench.errors import FsarbenchError
 from fsarbench.evaluation import evaluate_from_features, evaluate_per_episode
-from fsarbench.features import (
-    FeatureKey,
-    FeatureStore,
-    collate_clips,
-    pipeline_hash,
-    weights_hash,
-)
+from fsarbench.features import FeatureStore, weights_hash
 from fsarbench.leakage import check_leakage, leakage_for
+from fsarbench.locks import compute_once, journal_stage, stage_lock
+from fsarbench.names import benchmark_key, method_needs_text
 from fsarbench.paths import data_dir
-from fsarbench.registry import DATASETS, MODELS
-from fsarbench.results import RunRecord, load_record, record_path, run_name, write_record
+from fsarbench.provenance import git_commit, package_versions
+from fsarbench.registry import MODELS
+from fsarbench.results import (
+    RunFailure,
+    RunRecord,
+    failure_path,
+    load_record,
+    record_path,
+    run_name,
+    write_failure,
+    write_record,
+)
 from fsarbench.runtime import check_amp, resolve_device
 from fsarbench.stats import mean_and_ci95
-
-if TYPE_CHECKING:
-    from fsarbench.training import TrainingResult
-
-
-# --- names ---------------------------------------------------------------------------------
-
-
-def registered_methods() -> dict[str, type]:
-    """Registry name -> class, for every registered few-shot method."""
-    from fsarbench.methods import FewShotRecognizer
-
-    MODELS.import_from_location()
-    return {
-        name: cls
-        for name, cls in sorted(MODELS.module_dict.items())
-        if isinstance(cls, type) and issubclass(cls, FewShotRecognizer)
-    }
-
-
-def method_configs() -> dict[str, Path]:
-    """Config name -> file, for ``configs/<method>/<name>.py`` of every registered method.
-
-    ``<method>.py`` is the method's main config; other files in the folder are its variants
-    (``protonet_cos_mean``) and are addressed by their own names.
-    """
-    found: dict[str, Path] = {}
-    methods = registered_methods()
-    for root in method_config_roots():
-        for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name != "_base_"):
-            # fsarbench's own folders are its registered methods; folders elsewhere belong to
-            # methods that their configs' custom_imports register when loaded.
-            if root == CONFIG_ROOT and folder.name not in methods:
-                continue
-            for path in sorted(folder.glob("*.py")):
-                found.setdefault(path.stem, path)
-    return found
-
-
-def resolve_methods(spec: str) -> list[str]:
-    """``all`` (every method's main config), names, globs (``protonet*``), comma-separated."""
-    configs = method_configs()
-    main = [name for name, path in configs.items() if path.parent.name == name]
-    chosen: list[str] = []
-    for part in [p.strip() for p in spec.split(",") if p.strip()]:
-        if part == "all":
-            matches = main
-        elif any(c in part for c in "*?["):
-            matches = fnmatch.filter(configs, part)
-        else:
-            matches = [part] if part in configs else []
-        if not matches:
-            raise FsarbenchError(
-                f"unknown method {part!r}",
-                f"use all, a glob, or one of: {', '.join(configs)} (`fsarbench ls methods`)",
-            )
-        chosen.extend(m for m in matches if m not in chosen)
-    if not chosen:
-        raise FsarbenchError("no method named", "pass --methods all, or a name")
-    return chosen
-
-
-def methods_for_backbone(methods: list[str], backbone: str | None) -> tuple[list[str], list[str]]:
-    """Split ``methods`` into those that can run on ``backbone`` (None: the benchmarks'
-    defaults, which have no text tower) and those that cannot: a head that embeds class names
-    needs a CLIP backbone."""
-    # a text tower only where the backbone is named; a method's own default backbone
-    # (CLIP-FSAR's) is not enough, since `all` on its own means the benchmark's backbone
-    has_text = backbone is not None and backbone_info(backbone).has_text_tower
-    fits, left_out = [], []
-    for method in methods:
-        (left_out if method_needs_text(method) and not has_text else fits).append(method)
-    return fits, left_out
-
-
-def method_needs_text(method: str) -> bool:
-    """Whether method config ``method``'s head embeds class names (CLIP-FSAR)."""
-    return MODELS.get(load_method_file(method)["method"]["type"]).needs_text
-
-
-def resolve_benchmarks(spec: str) -> list[Benchmark]:
-    chosen: list[Benchmark] = []
-    for part in [p.strip() for p in spec.split(",") if p.strip()]:
-        benchmark = get_benchmark(part)
-        if benchmark not in chosen:
-            chosen.append(benchmark)
-    if not chosen:
-        raise FsarbenchError("no benchmark named", "pass --datasets synth, or another name")
-    return chosen
-
-
-def benchmark_key(benchmark: Benchmark, synth: SynthConfig | None) -> str:
-    if benchmark.is_synthetic and synth is not None and synth != SynthConfig():
-        return f"{benchmark.name}-{synth.fingerprint}"
-    return benchmark.name
-
-
-# --- provenance ----------------------------------------------------------------------------
-
-
-def package_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for package in ("fsarbench", "torch", "mmengine", "mmaction2", "mmcv-lite", "numpy"):
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = "absent"
-    return versions
-
-
-def git_commit() -> str | None:
-    here = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return commit + ("+dirty" if dirty else "")
-
-
-# --- weights -------------------------------------------------------------------------------
-
-
-def load_backbone_weights(backbone: torch.nn.Module, path: Path) -> None:
-    """Load backbone weights (``torch.save`` or safetensors) with ``weights_only=True``: this
-    backbone's own state dict or a common layout it adapts (``adapt_state_dict``: for ResNet,
-    torchvision's and MMAction2's); every key and shape is then checked."""
-    if not path.is_file():
-        raise FsarbenchError(f"--weights {path}: no such file")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise FsarbenchError(
-            f"--weights {path} cannot be read as a state dict ({type(error).__name__}: {error})",
-            "save weights with torch.save(model.state_dict(), FILE) or as .safetensors",
-        ) from None
-    if not isinstance(state, dict):
-        raise FsarbenchError(
-            f"--weights {path} holds a {type(state).__name__}, not a state dict",
-            "save weights with torch.save(model.state_dict(), FILE) or as .safetensors",
-        )
-    if hasattr(backbone, "adapt_state_dict"):  # the backbone knows the common key layouts
-        state, dropped = backbone.adapt_state_dict(state)
-        if dropped:
-            stderr.print(
-                f"--weights {path.name}: {len(dropped)} keys outside the backbone left out "
-                f"(such as {dropped[0]}: a classifier or CLIP's text tower)"
-            )
-    expected = backbone.state_dict()
-    # BatchNorm counters are absent from older checkpoints and play no part at test time
-    for key in expected:
-        if key.endswith("num_batches_tracked") and key not in state:
-            state[key] = expected[key]
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    wrong = sorted(
-        f"{key} {tuple(state[key].shape)} (expected {tuple(expected[key].shape)})"
-        for key in set(state) & set(expected)
-        if tuple(state[key].shape) != tuple(expected[key].shape)
-    )
-    if missing or extra or wrong:
-        parts = []
-        for label, keys in (("missing", missing), ("unexpected", extra), ("wrong shape", wrong)):
-            if keys:
-                shown = ", ".join(keys[:5]) + (
-                    f" and {len(keys) - 5} more" if len(keys) > 5 else ""
-                )
-                parts.append(f"{len(keys)} {label}: {shown}")
-        raise FsarbenchError(
-            f"--weights {path} does not fit the backbone ({'; '.join(parts)})",
-            "use weights saved from the same backbone config (`fsarbench config` shows it); "
-            "for CLIP and VideoMAE, give the whole Hugging Face folder: its config.json sets "
-            "the architecture",
-        )
-    backbone.load_state_dict(state)
-
-
-def weights_pretrained_on(config, options: SuiteOptions) -> tuple[str, ...]:
-    """What the run's backbone weights were pretrained on: ``--pretrained-on``, else the
-    backbone's declaration for its usual weights; and whether ``--weights`` suits the backbone
-    (a Hugging Face folder for CLIP and VideoMAE, a state-dict file or such a folder's
-    ``model.safetensors`` otherwise)."""
-    info = backbone_info(config.backbone_name)
-    if options.weights is not None and options.weights.is_dir() and not info.takes_folder:
-        raise FsarbenchError(
-            f"--weights {options.weights} is a folder, but {info.name} loads a state-dict file",
-            f"give the file ({info.weights})",
-        )
-    return weights_pretraining(info, options.weights, options.pretrained_on)
-
-
-def check_method_fits_backbone(method: str, config, options: SuiteOptions) -> None:
-    """A method's needs against the run's backbone (``config``: the method's run config): the
-    feature kind its head reads, and a text tower for methods that embed class names."""
-    model_class = MODELS.get(config.method["type"])
-    info = backbone_info(config.backbone_name)
-    backbone_class = MODELS.get(info.config["type"])
-    if model_class.feature_kind not in backbone_class.kinds:
-        raise FsarbenchError(
-            f"{method} reads {model_class.feature_kind} features, which {info.name} does not "
-            "provide",
-            "choose another --backbone (`fsarbench ls backbones`)",
-        )
-    if model_class.needs_text and not info.has_text_tower:
-        raise FsarbenchError(
-            f"{method} embeds class names with CLIP's text tower; {info.name} has none",
-            "run it with --backbone clip-vit-b16 --weights CLIP_FOLDER",
-        )
-    if model_class.needs_text and not (options.weights is not None and options.weights.is_dir()):
-        raise FsarbenchError(
-            f"{method} embeds class names with CLIP's text tower and tokenizer, which come "
-            "with CLIP's weights folder",
-            "pass --weights CLIP_FOLDER (config.json, model.safetensors, vocab.json, "
-            "merges.txt; see README, Backbones)",
-        )
-
 
 # --- one run -------------------------------------------------------------------------------
 
 
 @dataclass
 class RunOutcome:
-    record: RunRecord
+    record: RunRecord | None  # None: the run failed
     path: Path
     skipped: bool
     notes: list[str] = field(default_factory=list)
+    failure: RunFailure | None = None
 
 
 @dataclass
@@ -323,212 +91,9 @@ class SuiteOptions:
     cfg_options: dict = field(default_factory=dict)  # dotted keys merged into every run config
     pretrained_on: tuple[str, ...] = ()  # corpora the --weights were pretrained on
     allow_leakage: bool = False  # run even when that pretraining saw the test classes
-
-
-@dataclass
-class BenchmarkData:
-    """One benchmark as prepared on this machine: splits, pipelines and the feature keys."""
-
-    benchmark: Benchmark
-    key: str
-    synth: SynthConfig | None
-    prepared: PreparedBenchmark
-    folder: Path
-    decoder: str
-    protocol: dict
-
-    def pipeline(self, train: bool) -> list[dict]:
-        return build_pipeline(self.protocol, train=train, decoder=self.decoder)
-
-    def clips(self, split: str, train: bool = False):
-        return DATASETS.build(
-            dict(
-                type="FewShotClipDataset",
-                benchmark=self.benchmark.name,
-                split=split,
-                pipeline=self.pipeline(train),
-                test_mode=not train,
-                synth=self.synth.__dict__ if self.synth else None,
-            )
-        )
-
-    def videos(self, split: str):
-        return split_videos(self.prepared, self.folder, split)
-
-    def class_texts(self) -> dict[str, str]:
-        """Class label -> class name in words, over every split (for heads that embed names)."""
-        texts = {}
-        for split in self.prepared.splits:
-            labels = self.videos(split).classes
-            texts.update(zip(labels, class_texts(self.benchmark, labels), strict=True))
-        return texts
-
-    def identity(self) -> dict:
-        """What a run reads: where the videos are and the bytes of every split's prepared
-        list. It enters the run config, so its hash, the training stages' work folders and the
-        record's ``config_hash``: a regenerated synth or a re-prepared benchmark is never served
-        stale weights or a stale record."""
-        digest = hashlib.sha256()
-        for split in sorted(self.prepared.splits):
-            digest.update((self.folder / self.prepared.splits[split].annotation).read_bytes())
-        return dict(data_root=str(self.prepared.data_root), annotations=digest.hexdigest())
-
-    def features(
-        self, store: FeatureStore, model, split: str, dtype: str, evaluation: dict, progress: bool
-    ):
-        """Stored features of a split under the test pipeline (embedded on first use)."""
-        key = FeatureKey(
-            self.key,
-            split,
-            model.feature_kind,
-            dtype,
-            weights_hash(model.backbone),
-            pipeline_hash(
-                self.pipeline(False),
-                self.folder / self.prepared.splits[split].annotation,
-                self.prepared.data_root,
-            ),
-            model.amp,
-        )
-        return store.get_or_embed(
-            key,
-            model,
-            self.clips(split),
-            evaluation["embed_batch_videos"],
-            evaluation["num_workers"],
-            progress,
-        )
-
-
-def load_benchmark_data(benchmark: Benchmark, config, options: SuiteOptions) -> BenchmarkData:
-    synth = options.synth if benchmark.is_synthetic else None
-    if benchmark.is_synthetic:
-        ensure_synth(synth, progress=options.progress)
-    prepared, folder = require_prepared(benchmark, synth)
-    return BenchmarkData(
-        benchmark,
-        benchmark_key(benchmark, synth),
-        synth,
-        prepared,
-        folder,
-        config.benchmark["decoder"],
-        dict(config.protocol),
-    )
-
-
-def training_tag(schedule: dict) -> str:
-    """How the tested weights came about, as recorded: none, finetune, frozen, pretrain+..."""
-    mode = schedule["mode"]
-    if schedule["pretrain"].get("enabled"):
-        return "pretrain" if mode == "none" else f"pretrain+{mode}"
-    return mode
-
-
-def train_model(
-    model,
-    config,
-    data: BenchmarkData,
-    method: str,
-    seed: int,
-    options: SuiteOptions,
-    store: FeatureStore,
-) -> TrainingResult | None:
-    """The schedule's stages (pretraining, then episodic training with selection on val);
-    leaves the selected weights in ``model``. Finished stages are read back, not redone."""
-    from fsarbench.training import meta_train, pretrain_backbone, work_root
-
-    schedule, protocol, evaluation = config.schedule, config.protocol, config.evaluation
-    if schedule["pretrain"].get("enabled"):
-        recipe = schedule["pretrain"]
-        # A recipe may fix the pretraining seed: one stage then serves every run seed, as
-        # ImageNet weights do on the real benchmarks (and costs one pretraining, not one per
-        # seed). Its starting weights are the backbone's initialisation under that seed, or the
-        # --weights file; both are part of the stage's identity.
-        pretrain_seed = seed if recipe.get("seed") is None else int(recipe["seed"])
-        if options.weights is None and pretrain_seed != seed:
-            torch.manual_seed(pretrain_seed)
-            model.backbone.load_state_dict(MODELS.build(config.backbone).state_dict())
-        stage = Config(
-            dict(
-                recipe=recipe,
-                backbone=config.backbone,
-                pipeline=data.pipeline(True),
-                data=config.data,  # the data identity run_one put in the run config
-                initial_weights=weights_hash(model.backbone),
-                **({"amp": model.amp} if model.amp else {}),
-            )
-        )
-        stage_name = f"{config_hash(stage)[:12]}-seed{pretrain_seed}"
-        pretrain_dir = work_root() / data.key / "pretrain" / config.backbone_name / stage_name
-        result = pretrain_backbone(
-            model,
-            data.clips("train", train=True),
-            recipe,
-            pretrain_seed,
-            pretrain_dir,
-            evaluation["num_workers"],
-        )
-        model.backbone.load_state_dict(torch.load(result.checkpoint, weights_only=True))
-    if schedule["mode"] == "none":
-        return None
-    recipe = schedule["meta"]
-    tag = training_tag(schedule)
-    work_dir = (
-        work_root()
-        / data.key
-        / method
-        / f"{config.backbone_name}-{tag}"
-        / f"{protocol['name']}-{protocol['n_way']}way-{protocol['k_shot']}shot-seed{seed}"
-        f"-{config_hash(config)[:12]}"
-    )
-    drawer = EpisodeDrawer(
-        data.videos("train"),
-        protocol["n_way"],
-        protocol["k_shot"],
-        protocol["queries_per_class_train"],
-    )
-    val_spec = EpisodeSpec(
-        protocol["n_way"],
-        protocol["k_shot"],
-        protocol["queries_per_class_test"],
-        int(recipe["val_episodes"]),
-        seed,
-    )
-    val_episodes = episode_set_for(
-        data.videos("val"), val_spec, protocol, data_dir() / "episodes" / data.key
-    )
-    if schedule["mode"] == "frozen":  # the head trains on stored features of a fixed backbone
-        dtype = evaluation["feature_dtype"]
-        sources = dict(
-            val_loader=None,
-            train_features=data.features(
-                store, model, "train", dtype, evaluation, options.progress
-            ),
-            train_video_ids=data.videos("train").video_ids,
-            val_features=data.features(store, model, "val", dtype, evaluation, options.progress),
-        )
-    else:  # finetune: clips with the train pipeline; val embedded with the current weights
-        sources = dict(
-            val_loader=DataLoader(
-                data.clips("val"),
-                batch_size=evaluation["embed_batch_videos"],
-                collate_fn=collate_clips,
-                num_workers=evaluation["num_workers"],
-            ),
-            train_clips=data.clips("train", train=True),
-        )
-    result = meta_train(
-        model,
-        drawer,
-        recipe,
-        seed,
-        work_dir,
-        val_episodes,
-        num_workers=evaluation["num_workers"],
-        **sources,
-    )
-    model.load_state_dict(torch.load(result.checkpoint, weights_only=True))
-    return result
+    # none: one process; pytorch (torchrun) or slurm (srun): this process is one rank of a
+    # DDP run (MMEngine's launchers)
+    launcher: str = "none"
 
 
 def suite_run_config(
@@ -571,6 +136,134 @@ def suite_run_config(
     return config
 
 
+@dataclass(frozen=True)
+class RunRequest:
+    """One run as asked for: what a plan lists and a job receives (plain, picklable)."""
+
+    method: str
+    benchmark: str  # registry name
+    n_way: int | None  # None: the protocol's
+    k_shot: int
+    seed: int
+    episodes: int | None = None  # None: the protocol's
+    queries: int | None = None  # None: the protocol's
+
+    @property
+    def label(self) -> str:
+        way = f"{self.n_way}-way " if self.n_way else ""
+        return f"{self.method} {self.benchmark} {way}{self.k_shot}-shot seed {self.seed}"
+
+
+@dataclass
+class ResolvedRun:
+    """A request with its config composed and its identity settled: where its record goes,
+    the data it reads and the hash a stored record must have to be reused."""
+
+    request: RunRequest
+    benchmark: Benchmark
+    config: Config
+    path: Path  # the record
+    backbone_label: str  # as recorded: NAME[-custom][@amp]
+    pretrained_on: tuple[str, ...]
+    data: BenchmarkData | None  # None: the benchmark is not prepared (only for plans)
+    digest: str | None  # the config hash, data identity included (None without data)
+
+    @property
+    def lock(self) -> Path:
+        return run_lock_path(self.path)
+
+    def stored_record(self) -> RunRecord | None:
+        """The stored record of this very run (same config and data), if there is one."""
+        if self.digest is None or not self.path.is_file():
+            return None
+        existing = load_record(self.path)
+        return existing if existing.config_hash == self.digest else None
+
+
+def run_lock_path(record: Path) -> Path:
+    # beside the records, in a hidden folder that `report` never reads
+    runs = next(p for p in record.parents if p.name == "runs")
+    return runs.parent / ".locks" / record.relative_to(runs).with_suffix(".lock")
+
+
+def resolve_run(request: RunRequest, options: SuiteOptions, prepare: bool = True) -> ResolvedRun:
+    """Compose the run's config and settle its identity. ``prepare``: generate synth when it
+    is absent (a plan only looks: without prepared data the identity stays open)."""
+    benchmark = get_benchmark(request.benchmark)
+    synth = options.synth if benchmark.is_synthetic else None
+    config = suite_run_config(
+        request.method,
+        benchmark,
+        request.n_way,
+        request.k_shot,
+        request.queries,
+        request.episodes,
+        options,
+    )
+    pretrained_on = weights_pretrained_on(config, options.weights, options.pretrained_on)
+    if options.amp:  # mixed precision changes the numbers: part of the run's identity
+        config.amp = options.amp
+    protocol = config.protocol
+    name = run_name(
+        protocol["name"],
+        protocol["n_way"],
+        protocol["k_shot"],
+        protocol["test_episodes"],
+        request.seed,
+    )
+    # a mixed-precision run is its own row everywhere (report, compare, gate): its numbers
+    # are not float32's
+    backbone_label = config.backbone_name + (f"@{options.amp}" if options.amp else "")
+    tag = training_tag(config.schedule)
+    key = benchmark_key(benchmark, synth)
+    path = record_path(options.results_dir, key, request.method, backbone_label, tag, name)
+    check_leakage([benchmark], pretrained_on, options.allow_leakage)
+    if pretrained_on:  # what the weights saw is part of the run's identity
+        config.pretrained_on = list(pretrained_on)
+    data = None
+    if prepare or benchmark_is_prepared(benchmark, synth):
+        data = load_benchmark_data(benchmark, config, synth, options.progress)
+        config.data = data.identity()
+    digest = config_hash(config) if data is not None else None
+    return ResolvedRun(
+        request, benchmark, config, path, backbone_label, pretrained_on, data, digest
+    )
+
+
+def build_model(run: ResolvedRun, options: SuiteOptions, device: str):
+    """The run's model: initialised under its seed, the --weights loaded, class names set."""
+    torch.manual_seed(run.request.seed)  # the model's initialisation is part of the seed
+    model = MODELS.build(dict(**run.config.method, backbone=run.config.backbone))
+    if options.weights is not None and options.weights.is_file():
+        load_backbone_weights(model.backbone, options.weights)
+    model.amp = options.amp
+    if model.needs_text:
+        model.set_class_texts(run.data.class_texts())
+    return model.to(device)
+
+
+def compute_stages(
+    request: RunRequest, options: SuiteOptions, store: FeatureStore | None = None
+) -> None:
+    """What a stage job runs: one run's shared stages (its data, its pretraining, the feature
+    stores of its fixed backbone), without its own training and test."""
+    from fsarbench.training import frozen_features, pretrain_stage
+
+    run = resolve_run(request, options)
+    store = store or FeatureStore()
+    config, data = run.config, run.data
+    model = build_model(run, options, local_device(resolve_device(options.device)))
+    pretrain_stage(model, config, data, request.seed, weights_given=options.weights is not None)
+    mode = config.schedule["mode"]
+    if mode == "frozen":
+        frozen_features(model, config, data, store, options.progress)
+    if mode in ("frozen", "none") and options.feature_cache:  # tested with those weights
+        evaluation = config.evaluation
+        data.features(
+            store, model, "test", evaluation["feature_dtype"], evaluation, options.progress
+        )
+
+
 def run_one(
     method: str,
     benchmark: Benchmark,
@@ -582,37 +275,63 @@ def run_one(
     options: SuiteOptions,
     store: FeatureStore | None = None,
 ) -> RunOutcome:
-    started = time.perf_counter()
-    synth = options.synth if benchmark.is_synthetic else None
-    config = suite_run_config(method, benchmark, n_way, k_shot, queries, episodes, options)
-    pretrained_on = weights_pretrained_on(config, options)
-    device = resolve_device(options.device)
-    if options.amp:  # mixed precision changes the numbers: part of the run's identity
-        config.amp = options.amp
-    protocol, evaluation = config.protocol, config.evaluation
-    tag = training_tag(config.schedule)
-    key = benchmark_key(benchmark, synth)
-    name = run_name(
-        protocol["name"], protocol["n_way"], protocol["k_shot"], protocol["test_episodes"], seed
-    )
-    # a mixed-precision run is its own row everywhere (report, compare, gate): its numbers
-    # are not float32's
-    backbone_label = config.backbone_name + (f"@{options.amp}" if options.amp else "")
-    path = record_path(options.results_dir, key, method, backbone_label, tag, name)
-    check_leakage([benchmark], pretrained_on, options.allow_leakage)
-    if pretrained_on:  # what the weights saw is part of the run's identity
-        config.pretrained_on = list(pretrained_on)
-    data = load_benchmark_data(benchmark, config, options)
-    config.data = data.identity()
-    digest = config_hash(config)
+    """One run, computed once: a record of the same config and data is reused; while another
+    process computes this run, this one waits for it and then reuses its record."""
+    request = RunRequest(method, benchmark.name, n_way, k_shot, seed, episodes, queries)
+    return execute_run(resolve_run(request, options), options, store)
+
+
+def execute_run(
+    run: ResolvedRun, options: SuiteOptions, store: FeatureStore | None = None
+) -> RunOutcome:
     notes = []
-    if path.is_file() and not options.force:
-        existing = load_record(path)
-        if existing.config_hash == digest:
-            return RunOutcome(existing, path, skipped=True)
+    if run.path.is_file() and not options.force and run.stored_record() is None:
         notes.append("config or data changed since the stored record: run again")
 
-    store = store or FeatureStore()
+    def reuse() -> RunOutcome | None:
+        if options.force:
+            return None
+        record = run.stored_record()
+        return RunOutcome(record, run.path, skipped=True) if record is not None else None
+
+    def compute() -> RunOutcome:
+        outcome = _compute_run(run, options, store or FeatureStore(), notes)
+        failure_path(run.path).unlink(missing_ok=True)  # an earlier failure is superseded
+        return outcome
+
+    if world_size() > 1:
+        return _execute_as_rank(run, options, store or FeatureStore(), notes, reuse)
+    return compute_once(run.lock, f"run {run.request.label}", reuse, compute, kind="run")
+
+
+def _execute_as_rank(run, options, store, notes, reuse) -> RunOutcome:
+    """One run trained by every rank of a DDP group: rank 0 holds the run's lock and decides
+    whether it is done already; the ranks then train it together, and rank 0 tests it."""
+    if not is_main_process():
+        if broadcast_from_main(None):
+            return RunOutcome(None, run.path, skipped=True)
+        return _compute_run(run, options, store, notes)
+    with stage_lock(run.lock, f"run {run.request.label}"):
+        found = reuse()
+        broadcast_from_main(found is not None)
+        if found is not None:
+            return found
+        started = time.perf_counter()
+        outcome = _compute_run(run, options, store, notes)
+        failure_path(run.path).unlink(missing_ok=True)
+        journal_stage(
+            "run", f"run {run.request.label}", str(run.lock), time.perf_counter() - started
+        )
+        return outcome
+
+
+def _compute_run(
+    run: ResolvedRun, options: SuiteOptions, store: FeatureStore, notes: list[str]
+) -> RunOutcome:
+    started = time.perf_counter()
+    config, data, seed = run.config, run.data, run.request.seed
+    protocol, evaluation = config.protocol, config.evaluation
+    device = local_device(resolve_device(options.device))
     spec = EpisodeSpec(
         protocol["n_way"],
         protocol["k_shot"],
@@ -621,18 +340,23 @@ def run_one(
         seed,
     )
     episode_set = episode_set_for(
-        data.videos("test"), spec, protocol, data_dir() / "episodes" / key
+        data.videos("test"), spec, protocol, data_dir() / "episodes" / data.key
     )
+    model = build_model(run, options, device)
+    from fsarbench.training import train_model  # MMEngine's Runner: imported when training
 
-    torch.manual_seed(seed)  # the model's initialisation is part of the seed
-    model = MODELS.build(dict(**config.method, backbone=config.backbone))
-    if options.weights is not None and options.weights.is_file():
-        load_backbone_weights(model.backbone, options.weights)
-    model.amp = options.amp
-    if model.needs_text:
-        model.set_class_texts(data.class_texts())
-    model.to(device)
-    trained = train_model(model, config, data, method, seed, options, store)
+    trained = train_model(
+        model,
+        config,
+        data,
+        run.request.method,
+        seed,
+        store,
+        weights_given=options.weights is not None,
+        progress=options.progress,
+    )
+    if not is_main_process():  # another rank of a DDP training: rank 0 tests and records
+        return RunOutcome(None, run.path, skipped=False)
     model.eval()
     backbone_hash = weights_hash(model.backbone)
     if options.feature_cache:
@@ -655,12 +379,12 @@ def run_one(
         frame_forwards = scores.frame_forwards
     acc_mean, acc_ci95 = mean_and_ci95(scores.accuracies)
     record = RunRecord(
-        method=method,
+        method=run.request.method,
         method_config=dict(config.method),
-        backbone=backbone_label,
-        benchmark=key,
+        backbone=run.backbone_label,
+        benchmark=data.key,
         split="test",
-        training=tag,
+        training=training_tag(config.schedule),
         protocol=dict(protocol),
         protocol_name=protocol["name"],
         protocol_version=int(protocol["version"]),
@@ -676,7 +400,7 @@ def run_one(
         backbone_weights_hash=backbone_hash,
         checkpoint_hash=weights_hash(model),
         weights_file=str(options.weights.resolve()) if options.weights else None,
-        config_hash=digest,
+        config_hash=run.digest,
         feature_cache=options.feature_cache,
         feature_dtype=evaluation["feature_dtype"],
         versions=package_versions(),
@@ -690,12 +414,88 @@ def run_one(
         train_iterations=trained.iterations if trained else 0,
         best_val_acc=trained.best_val_acc if trained else None,
         breakdown=order_pair_breakdown(episode_set, scores.predictions),
-        pretrained_on=list(pretrained_on),
-        leakage=leakage_for(benchmark, pretrained_on),
+        pretrained_on=list(run.pretrained_on),
+        leakage=leakage_for(run.benchmark, run.pretrained_on),
         notes=notes,
     )
-    write_record(record, path)
-    return RunOutcome(record, path, skipped=False, notes=notes)
+    write_record(record, run.path)
+    return RunOutcome(record, run.path, skipped=False, notes=notes)
+
+
+def suite_requests(
+    methods: list[str],
+    benchmarks: list[Benchmark],
+    ways: list[int | None],
+    shots: list[int],
+    seeds: list[int],
+    episodes: int | None,
+    queries: int | None,
+) -> list[RunRequest]:
+    """Every combination, benchmark by benchmark, in the order a local suite runs them."""
+    return [
+        RunRequest(method, benchmark.name, n_way, k_shot, seed, episodes, queries)
+        for benchmark in benchmarks
+        for method in methods
+        for n_way in ways
+        for k_shot in shots
+        for seed in seeds
+    ]
+
+
+def run_requests(
+    requests: list[RunRequest],
+    options: SuiteOptions,
+    on_outcome: Callable[[RunOutcome], None] | None = None,
+    store: FeatureStore | None = None,
+    stop_on_bad_input: bool = True,
+) -> list[RunOutcome]:
+    """Run (or reuse) each request in turn. A run that raises leaves a failure record beside
+    where its record would be and the others go on (timm's benchmark keeps failed models as
+    rows the same way); ``report`` shows it, ``check`` fails on it, and a later successful
+    run replaces it. Bad input (``FsarbenchError``: weights that do not fit, say) stops the
+    suite with its message instead, since it would fail every run alike, unless
+    ``stop_on_bad_input`` is off (a Slurm job, whose failure record is its only message)."""
+    store = store or FeatureStore()
+    outcomes = []
+    for request in requests:
+        run = resolve_run(request, options)
+        try:
+            outcome = execute_run(run, options, store)
+        except Exception as error:
+            outcome = RunOutcome(None, run.path, skipped=False, failure=record_failure(run, error))
+        outcomes.append(outcome)
+        if on_outcome is not None:
+            on_outcome(outcome)
+    return outcomes
+
+
+def record_failure(run: ResolvedRun, error: BaseException) -> RunFailure:
+    protocol = run.config.protocol
+    failure = RunFailure(
+        method=run.request.method,
+        backbone=run.backbone_label,
+        benchmark=run.data.key if run.data else run.request.benchmark,
+        training=training_tag(run.config.schedule),
+        protocol_name=protocol["name"],
+        n_way=protocol["n_way"],
+        k_shot=protocol["k_shot"],
+        seed=run.request.seed,
+        n_episodes=protocol["test_episodes"],
+        error=describe_error(error),
+        traceback="".join(traceback.format_exception(error)[-12:]),
+        log=os.environ.get("FSARBENCH_JOB_LOG"),
+        host=socket.gethostname(),
+        config_hash=run.digest,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    write_failure(failure, failure_path(run.path))
+    return failure
+
+
+def describe_error(error: BaseException) -> str:
+    if isinstance(error, FsarbenchError):
+        return str(error).replace("\n", " ")
+    return f"{type(error).__name__}: {error}"
 
 
 def run_suite(
@@ -709,30 +509,10 @@ def run_suite(
     options: SuiteOptions,
     on_outcome: Callable[[RunOutcome], None] | None = None,
 ) -> list[RunOutcome]:
-    """Check every input, then run (or skip) each combination, benchmark by benchmark."""
+    """Check every input, then run (or reuse) each combination, benchmark by benchmark."""
     check_inputs(methods, benchmarks, ways, shots, queries, options)
-    store = FeatureStore()
-    outcomes = []
-    for benchmark in benchmarks:
-        for method in methods:
-            for n_way in ways:
-                for k_shot in shots:
-                    for seed in seeds:
-                        outcome = run_one(
-                            method,
-                            benchmark,
-                            n_way,
-                            k_shot,
-                            seed,
-                            episodes,
-                            queries,
-                            options,
-                            store,
-                        )
-                        outcomes.append(outcome)
-                        if on_outcome is not None:
-                            on_outcome(outcome)
-    return outcomes
+    requests = suite_requests(methods, benchmarks, ways, shots, seeds, episodes, queries)
+    return run_requests(requests, options, on_outcome)
 
 
 def check_inputs(
@@ -764,9 +544,11 @@ def check_inputs(
         for method in methods:  # a method may bring its own default backbone
             config = suite_run_config(method, benchmark, None, None, queries, 1, options)
             check_leakage(
-                [benchmark], weights_pretrained_on(config, options), options.allow_leakage
+                [benchmark],
+                weights_pretrained_on(config, options.weights, options.pretrained_on),
+                options.allow_leakage,
             )
-            check_method_fits_backbone(method, config, options)
+            check_method_fits_backbone(method, config, options.weights)
     for benchmark in benchmarks:
         synth = options.synth if benchmark.is_synthetic else None
         if benchmark.is_synthetic:

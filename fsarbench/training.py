@@ -21,25 +21,39 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from mmengine.config import Config
 from mmengine.evaluator import BaseMetric
 from mmengine.model import BaseModel
 from mmengine.runner import BaseLoop, IterBasedTrainLoop
 from mmengine.runner.loops import _InfiniteDataloaderIterator
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from fsarbench.data.episodes import EpisodeDrawer, EpisodeSet
+from fsarbench.config import config_hash, training_tag
+from fsarbench.data.episodes import EpisodeDrawer, EpisodeSet, EpisodeSpec, episode_set_for
+from fsarbench.errors import FsarbenchError
 from fsarbench.evaluation import evaluate_from_features
-from fsarbench.features import StoredFeatures, embed_in_memory
+from fsarbench.features import (
+    FeatureStore,
+    StoredFeatures,
+    collate_clips,
+    embed_in_memory,
+    weights_hash,
+)
 from fsarbench.fileio import atomic_write_text
-from fsarbench.paths import cache_dir
-from fsarbench.registry import LOOPS, METRICS
+from fsarbench.locks import compute_once
+from fsarbench.paths import cache_dir, data_dir
+from fsarbench.registry import LOOPS, METRICS, MODELS
 from fsarbench.stats import mean_and_ci95
+
+if TYPE_CHECKING:
+    from fsarbench.data.benchmark import BenchmarkData
 
 
 def work_root() -> Path:
@@ -161,13 +175,24 @@ class PretrainBatches(Dataset):
 
 
 class IndexSampler(Sampler):
-    """Indices ``start, start + 1, ..., length - 1``; the train loop moves ``start`` on resume."""
+    """Indices ``start, start + 1, ..., length - 1``; the train loop moves ``start`` on resume.
 
-    def __init__(self, length: int) -> None:
+    As one of ``world`` DDP ranks, ``length`` counts this rank's iterations and iteration
+    ``j`` yields the global item this rank owns: optimizer step ``s`` covers the items
+    ``s * tasks_per_step ...`` of one process, split into ``world`` consecutive shares, so the
+    ranks together train on exactly the tasks one process accumulates."""
+
+    def __init__(self, length: int, rank: int = 0, world: int = 1, tasks_per_step: int = 1):
         self.length, self.start = length, 0
+        self.rank, self.world, self.tasks_per_step = rank, world, tasks_per_step
+
+    def global_index(self, local: int) -> int:
+        share = self.tasks_per_step // self.world  # this rank's tasks in each optimizer step
+        step, within = divmod(local, share)
+        return step * self.tasks_per_step + self.rank * share + within
 
     def __iter__(self):
-        return iter(range(self.start, self.length))
+        return iter(self.global_index(j) for j in range(self.start, self.length))
 
     def __len__(self) -> int:
         return self.length
@@ -193,7 +218,8 @@ class IndexedTrainLoop(IterBasedTrainLoop):
         while self._iter < self._max_iters and not self.stop_training:
             self.runner.model.train()
             data_batch = next(self.dataloader_iterator)
-            torch.manual_seed(_item_seed(self.seed, self._iter, slot=1))
+            item = self.dataloader.sampler.global_index(self._iter)  # this rank's item
+            torch.manual_seed(_item_seed(self.seed, item, slot=1))
             self.run_iter(data_batch)
             self._decide_current_val_interval()
             if (
@@ -245,15 +271,30 @@ class EpisodicValLoop(BaseLoop):
     def run(self) -> dict:
         self.runner.call_hook("before_val")
         self.runner.call_hook("before_val_epoch")
+        from mmengine.model import is_model_wrapper
+
+        from fsarbench.distributed import rank, world_size
+
         model = self.runner.model
+        model = model.module if is_model_wrapper(model) else model  # DDP: the model itself
         model.eval()
         features = self.features or embed_in_memory(model, self.dataloader)
-        scores = evaluate_from_features(model, self.episodes, features, progress=False)
+        # As one of several ranks, score episodes rank, rank + world, ...: the evaluator
+        # gathers the ranks' results interleaved, which is the set's own order again.
+        episodes = _every_nth(self.episodes, rank(), world_size())
+        scores = evaluate_from_features(model, episodes, features, progress=False)
         self.evaluator.process(data_samples=[{"accuracy": a} for a in scores.accuracies])
-        metrics = self.evaluator.evaluate(len(scores.accuracies))
+        metrics = self.evaluator.evaluate(len(self.episodes))
         self.runner.call_hook("after_val_epoch", metrics=metrics)
         self.runner.call_hook("after_val")
         return metrics
+
+
+def _every_nth(episodes: EpisodeSet, start: int, step: int) -> EpisodeSet:
+    if step == 1:
+        return episodes
+    arrays = ("classes", "support", "support_labels", "query", "query_labels")
+    return replace(episodes, **{name: getattr(episodes, name)[start::step] for name in arrays})
 
 
 # --- pretraining model ---------------------------------------------------------------------
@@ -429,6 +470,58 @@ def repair_resume_point(work_dir: Path) -> Path | None:
     return None
 
 
+def local_recipe(recipe: dict, world: int) -> dict:
+    """One DDP rank's share of an iteration-based recipe: every count of iterations (the
+    total, the intervals, the schedulers' milestones and periods) and the tasks accumulated per
+    optimizer step divided by ``world``, which must divide them."""
+    if world == 1:
+        return recipe
+    local = dict(recipe)
+    counts = ["iters", "tasks_per_batch", "val_interval", "checkpoint_interval"]
+    for name in counts:
+        value = int(recipe.get(name) or (1 if name == "tasks_per_batch" else 0))
+        if value % world:
+            raise FsarbenchError(
+                f"{name} = {value} cannot be split between {world} ranks",
+                f"make it a multiple of {world}, e.g. --cfg-options "
+                f"schedule.meta.{name}={value * world}",
+            )
+        if recipe.get(name) is not None or name == "tasks_per_batch":
+            local[name] = value // world
+    local["log_interval"] = max(1, int(recipe.get("log_interval", 50)) // world)
+    schedulers = []
+    for scheduler in recipe.get("param_scheduler") or []:
+        scheduler = dict(scheduler)
+        if not scheduler.get("by_epoch", True):
+            for key in ("T_max", "begin", "end", "step_size"):
+                if key in scheduler:
+                    scheduler[key] = max(1, int(scheduler[key]) // world) if scheduler[key] else 0
+            if "milestones" in scheduler:
+                scheduler["milestones"] = [int(m) // world for m in scheduler["milestones"]]
+        schedulers.append(scheduler)
+    local["param_scheduler"] = schedulers
+    return local
+
+
+def _distributed_runner_args() -> dict:
+    """The Runner's settings as one rank of a DDP training (none in a single process)."""
+    from fsarbench.distributed import world_size
+
+    if world_size() == 1:
+        return {}
+    on_cuda = torch.cuda.is_available() and torch.distributed.get_backend() == "nccl"
+    device_ids = [torch.cuda.current_device()] if on_cuda else None  # CPU: no device ids
+    wrapper = dict(
+        type="MMDistributedDataParallel",
+        device_ids=device_ids,
+        broadcast_buffers=False,
+        # heads whose parts sit out some episodes (TRX's cardinalities) still synchronise
+        find_unused_parameters=True,
+    )
+    # the group exists already (fsarbench.distributed); the Runner joins it
+    return dict(launcher="pytorch", cfg=dict(model_wrapper_cfg=wrapper))
+
+
 def _run(
     model, work_dir: Path, name: str, train_loader, recipe: dict, seed: int, val: dict | None
 ) -> int:
@@ -462,6 +555,7 @@ def _run(
         randomness=dict(seed=seed),
         resume=resume,
         **(val or {}),
+        **_distributed_runner_args(),
     )
     runner.train()
     return runner.iter
@@ -487,9 +581,16 @@ def pretrain_backbone(
     ``clips`` is the train split with the train pipeline. Returns the backbone's state dict
     file; a finished stage is not trained again.
     """
-    done = read_done(work_dir)
-    if done is not None:
-        return done
+    return compute_once(
+        work_dir.with_name(f".{work_dir.name}.lock"),
+        f"pretraining {work_dir.parent.name} ({work_dir.name})",
+        lambda: read_done(work_dir),
+        lambda: _pretrain(recognizer, clips, recipe, seed, work_dir, num_workers),
+        kind="pretrain",
+    )
+
+
+def _pretrain(recognizer, clips, recipe, seed, work_dir, num_workers) -> TrainingResult:
     model = FrameClassifier(recognizer, num_classes=len(clips.classes))
     iters = int(recipe["iters"])
     data = PretrainBatches(clips, int(recipe["batch_videos"]), seed, iters)
@@ -521,10 +622,14 @@ def meta_train(
     ``frozen`` mode passes ``train_features`` / ``val_features`` (the backbone never changes);
     ``finetune`` passes ``train_clips`` and a ``val_loader`` of val clips.
     """
+    from fsarbench.distributed import is_main_process, rank, world_size
+
     done = read_done(work_dir)
     if done is not None:
         return done
     iters = int(recipe["iters"])
+    world = world_size()
+    local = local_recipe(recipe, world)  # this rank's share (the recipe itself in one process)
     data = EpisodicTrainData(
         drawer,
         seed,
@@ -537,7 +642,9 @@ def meta_train(
     loader = DataLoader(
         data,
         batch_size=None,
-        sampler=IndexSampler(iters),
+        sampler=IndexSampler(
+            int(local["iters"]), rank(), world, int(recipe.get("tasks_per_batch", 1))
+        ),
         num_workers=num_workers if train_clips is not None else 0,
     )
     if val_loader is None:  # frozen: the val loop reads stored features, the loader is unused
@@ -547,19 +654,23 @@ def meta_train(
         val_cfg=dict(
             type="fsarbench.EpisodicValLoop", episodes=val_episodes, features=val_features
         ),
-        val_evaluator=dict(type="fsarbench.EpisodeAccuracy"),
+        # gathered with all_gather_object, not through files in the working directory
+        val_evaluator=dict(type="fsarbench.EpisodeAccuracy", collect_device="gpu"),
     )
     if train_features is not None:
         model.backbone.requires_grad_(False)
     if not any(p.requires_grad for p in model.parameters()):
         # Nothing to train (ProtoNet's metrics on a frozen backbone): the weights as given.
         checkpoint = work_dir / "model.pth"
-        work_dir.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), checkpoint)
         result = TrainingResult(checkpoint, 0, None, work_dir)
-        write_done(result)
+        if is_main_process():
+            work_dir.mkdir(parents=True, exist_ok=True)
+            torch.save(model.state_dict(), checkpoint)
+            write_done(result)
         return result
-    iterations = _run(model, work_dir, _unique_name(work_dir), loader, recipe, seed, val)
+    iterations = world * _run(model, work_dir, _unique_name(work_dir), loader, local, seed, val)
+    if not is_main_process():  # rank 0 selects, tests and records; the others are done
+        return TrainingResult(work_dir / "model.pth", iterations, None, work_dir)
     best = sorted(
         work_dir.glob("best_val_acc_iter_*.pth"), key=lambda p: int(p.stem.split("_")[-1])
     )
@@ -571,4 +682,145 @@ def meta_train(
     best_acc = state.get("message_hub", {}).get("runtime_info", {}).get("best_score")
     result = TrainingResult(checkpoint, iterations, best_acc, work_dir)
     write_done(result)
+    return result
+
+
+# --- a run's training stages ----------------------------------------------------------------
+
+
+def initial_backbone(config, seed: int):
+    """The backbone a run's model starts from under ``seed``, without the head: what a
+    pretraining stage's identity hashes. (Every method builds its backbone first, so this
+    equals the model's own backbone under the same seed.)"""
+    torch.manual_seed(seed)
+    return MODELS.build(config.backbone)
+
+
+def pretrain_seed(config, seed: int) -> int:
+    """A recipe may fix the pretraining seed: one stage then serves every run seed, as
+    ImageNet weights do on the real benchmarks (and costs one pretraining, not one per seed)."""
+    recipe = config.schedule["pretrain"]
+    return seed if recipe.get("seed") is None else int(recipe["seed"])
+
+
+def pretrain_dir(config, data: BenchmarkData, seed: int, initial_weights: str) -> Path:
+    """The work folder of a pretraining stage: its identity is its recipe, backbone, train
+    pipeline, data and starting weights (``initial_weights``: their hash)."""
+    stage = Config(
+        dict(
+            recipe=config.schedule["pretrain"],
+            backbone=config.backbone,
+            pipeline=data.pipeline(True),
+            data=config.data,  # the data identity resolve_run put in the run config
+            initial_weights=initial_weights,
+            **({"amp": config.amp} if config.get("amp") else {}),
+        )
+    )
+    stage_name = f"{config_hash(stage)[:12]}-seed{seed}"
+    return work_root() / data.key / "pretrain" / config.backbone_name / stage_name
+
+
+def pretrain_stage(model, config, data: BenchmarkData, seed: int, weights_given: bool) -> None:
+    """The schedule's pretraining stage, when it has one: trained once (or read back) and
+    loaded into ``model.backbone``. Its starting weights are the backbone's initialisation
+    under the stage's seed, or the ``--weights`` (``weights_given``) whatever the seed."""
+    if not config.schedule["pretrain"].get("enabled"):
+        return
+    stage_seed = pretrain_seed(config, seed)
+    if not weights_given and stage_seed != seed:
+        model.backbone.load_state_dict(initial_backbone(config, stage_seed).state_dict())
+    result = pretrain_backbone(
+        model,
+        data.clips("train", train=True),
+        config.schedule["pretrain"],
+        stage_seed,
+        pretrain_dir(config, data, stage_seed, weights_hash(model.backbone)),
+        config.evaluation["num_workers"],
+    )
+    model.backbone.load_state_dict(torch.load(result.checkpoint, weights_only=True))
+
+
+def frozen_features(model, config, data: BenchmarkData, store: FeatureStore, progress: bool):
+    """The stored train and val features a head trained on a frozen backbone reads."""
+    dtype, evaluation = config.evaluation["feature_dtype"], config.evaluation
+    return dict(
+        train_features=data.features(store, model, "train", dtype, evaluation, progress),
+        val_features=data.features(store, model, "val", dtype, evaluation, progress),
+    )
+
+
+def train_model(
+    model,
+    config,
+    data: BenchmarkData,
+    method: str,
+    seed: int,
+    store: FeatureStore,
+    weights_given: bool = False,
+    progress: bool = True,
+) -> TrainingResult | None:
+    """The schedule's stages (pretraining, then episodic training with selection on val);
+    leaves the selected weights in ``model``. Finished stages are read back, not redone.
+    ``weights_given``: the backbone was loaded from ``--weights`` (the pretraining then starts
+    from them, whatever its seed)."""
+    schedule, protocol, evaluation = config.schedule, config.protocol, config.evaluation
+    pretrain_stage(model, config, data, seed, weights_given)
+    if schedule["mode"] == "none":
+        return None
+    recipe = schedule["meta"]
+    tag = training_tag(schedule)
+    work_dir = (
+        work_root()
+        / data.key
+        / method
+        / f"{config.backbone_name}-{tag}"
+        / f"{protocol['name']}-{protocol['n_way']}way-{protocol['k_shot']}shot-seed{seed}"
+        f"-{config_hash(config)[:12]}"
+    )
+    drawer = EpisodeDrawer(
+        data.videos("train"),
+        protocol["n_way"],
+        protocol["k_shot"],
+        protocol["queries_per_class_train"],
+    )
+    val_spec = EpisodeSpec(
+        protocol["n_way"],
+        protocol["k_shot"],
+        protocol["queries_per_class_test"],
+        int(recipe["val_episodes"]),
+        seed,
+    )
+    val_episodes = episode_set_for(
+        data.videos("val"), val_spec, protocol, data_dir() / "episodes" / data.key
+    )
+    if schedule["mode"] == "frozen":  # the head trains on stored features of a fixed backbone
+        sources = dict(
+            val_loader=None,
+            train_video_ids=data.videos("train").video_ids,
+            **frozen_features(model, config, data, store, progress),
+        )
+    else:  # finetune: clips with the train pipeline; val embedded with the current weights
+        sources = dict(
+            val_loader=DataLoader(
+                data.clips("val"),
+                batch_size=evaluation["embed_batch_videos"],
+                collate_fn=collate_clips,
+                num_workers=evaluation["num_workers"],
+            ),
+            train_clips=data.clips("train", train=True),
+        )
+    result = meta_train(
+        model,
+        drawer,
+        recipe,
+        seed,
+        work_dir,
+        val_episodes,
+        num_workers=evaluation["num_workers"],
+        **sources,
+    )
+    from fsarbench.distributed import is_main_process
+
+    if is_main_process():  # the other ranks of a DDP training neither select nor test
+        model.load_state_dict(torch.load(result.checkpoint, weights_only=True))
     return result

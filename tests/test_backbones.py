@@ -16,9 +16,10 @@ from fsarbench.backbones import all_backbones, backbone_info
 from fsarbench.cli import main
 from fsarbench.errors import FsarbenchError
 from fsarbench.methods.hf_backbones import CLIPFrameBackbone, VideoMAEBackbone
+from fsarbench.names import resolve_benchmarks
 from fsarbench.registry import MODELS
 from fsarbench.results import load_record
-from fsarbench.runs import SuiteOptions, resolve_benchmarks, run_suite
+from fsarbench.runs import SuiteOptions, run_suite
 
 
 def tiny_backbones(standin_weights) -> dict[str, dict]:
@@ -255,7 +256,7 @@ def test_every_method_runs_on_every_tiny_backbone(
     shutil.copytree(tiny_synth_home, home)
     monkeypatch.setenv("FSARBENCH_HOME", str(home))
     from fsarbench.cli.run import methods_for_backbone
-    from fsarbench.runs import resolve_methods
+    from fsarbench.names import resolve_methods
 
     methods, left_out = methods_for_backbone(resolve_methods("all"), backbone)
     assert ("clip_fsar" in methods) == (backbone == "clip-vit-b16")

@@ -7,8 +7,8 @@ import torch
 
 from fsarbench.config import method_config
 from fsarbench.configs import CONFIG_ROOT
+from fsarbench.names import method_configs, registered_methods
 from fsarbench.registry import MODELS
-from fsarbench.runs import method_configs, registered_methods
 
 TINY_BACKBONE = dict(type="FrameResNet", depth=18, num_stages=1)
 CONFIGS = list(method_configs())

@@ -8,7 +8,7 @@ import pytest
 from fsarbench.benchmarks.registry import get_benchmark
 from fsarbench.config import compose_run_config, load_fragment, load_method_file, method_config
 from fsarbench.errors import FsarbenchError
-from fsarbench.runs import method_configs
+from fsarbench.names import method_configs
 
 REAL = ["ssv2-full", "ssv2-small", "k100", "ucf101", "hmdb51"]
 CONFIGS = list(method_configs())

@@ -12,9 +12,10 @@ from fsarbench.benchmarks.registry import get_benchmark
 from fsarbench.cli import main
 from fsarbench.errors import FsarbenchError
 from fsarbench.methods import FewShotRecognizer
+from fsarbench.names import registered_methods, resolve_methods
 from fsarbench.registry import MODELS
 from fsarbench.results import load_records
-from fsarbench.runs import SuiteOptions, registered_methods, resolve_methods, run_one
+from fsarbench.runs import SuiteOptions, run_one
 from fsarbench.stats import mean_and_ci95
 
 TINY = "seed=3,videos_per_class=3,frames=8,size=32"

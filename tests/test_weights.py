@@ -9,9 +9,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from fsarbench.backbones import load_backbone_weights
 from fsarbench.errors import FsarbenchError
 from fsarbench.registry import MODELS
-from fsarbench.runs import load_backbone_weights
 
 
 def resnet(depth=50, seed=0):

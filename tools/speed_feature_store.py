@@ -24,11 +24,12 @@ import numpy as np
 import torch
 
 from fsarbench.benchmarks.registry import get_benchmark
+from fsarbench.data.benchmark import load_benchmark_data
 from fsarbench.data.episodes import EpisodeSpec, sample_episodes
 from fsarbench.evaluation import evaluate_from_features, evaluate_per_episode
 from fsarbench.features import FeatureStore
 from fsarbench.registry import MODELS
-from fsarbench.runs import SuiteOptions, load_benchmark_data, suite_run_config
+from fsarbench.runs import SuiteOptions, suite_run_config
 
 
 def measure(k_shot: int, episodes: int, method: str) -> dict:
@@ -36,7 +37,7 @@ def measure(k_shot: int, episodes: int, method: str) -> dict:
     options = SuiteOptions(progress=True, training="none")
     config = suite_run_config(method, benchmark, None, k_shot, None, episodes, options)
     protocol, evaluation = config.protocol, config.evaluation
-    data = load_benchmark_data(benchmark, config, options)
+    data = load_benchmark_data(benchmark, config, options.synth, options.progress)
     spec = EpisodeSpec(protocol["n_way"], k_shot, protocol["queries_per_class_test"], episodes, 0)
     episode_set = sample_episodes(data.videos("test"), spec, protocol)
     torch.manual_seed(0)

@@ -33,8 +33,8 @@ from fsarbench.config import compose_run_config
 from fsarbench.data.episodes import EpisodeSpec, SplitVideos, sample_episodes
 from fsarbench.evaluation import encode_videos, episode_logits_from_encoded
 from fsarbench.features import StoredFeatures
+from fsarbench.names import resolve_methods
 from fsarbench.registry import MODELS
-from fsarbench.runs import resolve_methods
 
 DIMS = {"paper": "ssv2-full", "synth": "synth"}  # benchmark whose config gives the dims
 MAP_SIZE = {"paper": 7, "synth": 4}

@@ -337,12 +337,58 @@ def plan_videos(config: SynthConfig, videos_dir: Path):
 def generate_synth(
     config: SynthConfig | None = None, force: bool = False, progress: bool = True
 ) -> Path:
-    """Generate the benchmark into the cache (once) and prepare it; returns its folder."""
+    """Generate the benchmark into the cache (once) and prepare it; returns its folder.
+
+    Any number of processes may ask at once: one generates (under the folder's stage lock),
+    the others wait and find it prepared."""
+    from fsarbench.locks import compute_once
+
     config = config or SynthConfig()
     config.validate()
     final = synth_root(config)
-    if (final / "prepared" / PREPARED_MANIFEST).is_file() and not force:
-        return final
+    prepared = final / "prepared" / PREPARED_MANIFEST
+    if force:
+        prepared.unlink(missing_ok=True)
+    return compute_once(
+        final.with_name(f".{final.name}.lock"),
+        f"generating {final.name}",
+        lambda: final if prepared.is_file() else None,
+        lambda: _generate(config, final, progress),
+        kind="data",
+    )
+
+
+def _generate(config: SynthConfig, final: Path, progress: bool) -> Path:
+    staging = staging_folder(final)
+    try:
+        videos_dir = staging / "videos"
+        lines, jobs = plan_videos(config, videos_dir)
+        for name in {Path(job.path).parent for job in jobs}:
+            name.mkdir(parents=True, exist_ok=True)
+        _make_videos(jobs, config, progress)
+        (staging / "splits").mkdir()
+        for split in SPLITS:
+            text = "".join(line + "\n" for line in lines[split])
+            (staging / "splits" / SPLIT_FILES[split]).write_text(text)
+        (staging / "config.json").write_text(
+            json.dumps({"generator_version": GENERATOR_VERSION, **asdict(config)}, indent=2) + "\n"
+        )
+        install_folder(staging, final)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    # Prepared through the same code as a real benchmark, in place (paths are relative).
+    prepare_benchmark(
+        get_benchmark("synth"),
+        load_synth_splits(final),
+        final / "videos",
+        final / "prepared",
+        probe=True,
+        progress=progress,
+    )
+    return final
     staging = staging_folder(final)
     try:
         videos_dir = staging / "videos"

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from fsarbench.compare import TEST_NAME, format_p
+from fsarbench.errors import FsarbenchError
 from fsarbench.gate import (
     DEFAULT_ALPHA,
     DEFAULT_MIN_EFFECT,
@@ -15,8 +16,8 @@ from fsarbench.gate import (
     load_baseline,
     write_baseline,
 )
-from fsarbench.results import load_records
-from fsarbench.runs import git_commit
+from fsarbench.provenance import git_commit
+from fsarbench.results import load_failures, load_records
 
 EXIT_REGRESSION = 1
 
@@ -54,12 +55,20 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    records = load_records(args.results_dir)
+    records, failures = load_records(args.results_dir), load_failures(args.results_dir)
     if args.write_baseline is not None:
+        if failures:
+            raise FsarbenchError(
+                f"{len(failures)} runs under {args.results_dir} failed (e.g. {failures[0].method} "
+                f"seed {failures[0].seed}: {failures[0].error}); a baseline needs every run",
+                "run the suite again until it finishes (`fsarbench status` shows the errors)",
+            )
         write_baseline(records, args.write_baseline, git_commit())
         print(f"wrote {args.write_baseline}: {len(records)} runs from {args.results_dir}")
         return 0
-    rows = check_results(records, load_baseline(args.baseline), args.alpha, args.min_effect)
+    rows = check_results(
+        records, load_baseline(args.baseline), args.alpha, args.min_effect, failures
+    )
 
     def number(value, form):
         return "–" if value is None else format(value, form)
@@ -88,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"\nexpected: the baseline {args.baseline}; actual: {args.results_dir}. A run fails "
         f"when it is worse by at least {args.min_effect} points with p < {args.alpha} "
-        f"({TEST_NAME}), or is missing."
+        f"({TEST_NAME}), is missing, or raised."
     )
     if failed:
         print(f"FAILED: {len(failed)} of {len(rows)} rows")

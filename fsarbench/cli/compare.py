@@ -9,8 +9,8 @@ import pandas as pd
 
 from fsarbench.compare import TEST_NAME, MethodSpec, compare_methods, format_p
 from fsarbench.errors import FsarbenchError
+from fsarbench.names import resolve_benchmarks
 from fsarbench.results import load_records
-from fsarbench.runs import resolve_benchmarks
 
 
 def register(subparsers) -> None:

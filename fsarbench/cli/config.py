@@ -6,7 +6,7 @@ import argparse
 
 from fsarbench.benchmarks.registry import get_benchmark
 from fsarbench.config import TRAINING_MODES, compose_run_config, config_hash
-from fsarbench.runs import resolve_methods
+from fsarbench.names import resolve_methods
 
 
 def register(subparsers) -> None:

@@ -79,8 +79,8 @@ def run_benchmarks(args: argparse.Namespace) -> int:
 
 def run_methods(args: argparse.Namespace) -> int:
     from fsarbench.config import load_method_file
+    from fsarbench.names import method_configs
     from fsarbench.registry import MODELS
-    from fsarbench.runs import method_configs
 
     table = Table(title="fsarbench methods (`--methods all` runs the main configs)")
     for column in ("config", "method", "options", "features", "recipes", "paper"):

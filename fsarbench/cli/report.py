@@ -10,7 +10,7 @@ from fsarbench.docs import DOCS_RESULTS, sync_docs
 from fsarbench.fileio import atomic_write_text
 from fsarbench.report import FORMATS, render_breakdown, render_leaderboard
 from fsarbench.reported import DEFAULT_REPORTED, load_reported
-from fsarbench.results import load_records
+from fsarbench.results import load_failures, load_records
 
 
 def register(subparsers) -> None:
@@ -71,12 +71,12 @@ def default_reported():
 
 
 def print_leaderboard(
-    records, fmt: str, out: Path | None, breakdown: bool = False, reported=None
+    records, fmt: str, out: Path | None, breakdown: bool = False, reported=None, failures=()
 ) -> None:
     if breakdown:
         text = render_breakdown(records, fmt)
     else:
-        text = render_leaderboard(records, fmt, reported)
+        text = render_leaderboard(records, fmt, reported, failures)
     if out is None:
         print(text, end="" if text.endswith("\n") else "\n")
     else:
@@ -87,14 +87,15 @@ def print_leaderboard(
 def run(args: argparse.Namespace) -> int:
     if args.write_docs or args.check:
         return sync(args.results_dir or DOCS_RESULTS, write=args.write_docs)
-    records = load_records(args.results_dir or Path("results"))
+    results_dir = args.results_dir or Path("results")
+    records, failures = load_records(results_dir), load_failures(results_dir)
     if args.no_reported:
         reported = None
     elif args.reported is not None:
         reported = load_reported(args.reported)
     else:
         reported = default_reported()
-    print_leaderboard(records, args.format, args.out, args.breakdown, reported)
+    print_leaderboard(records, args.format, args.out, args.breakdown, reported, failures)
     if args.plots is not None:
         from fsarbench.plots import write_plots
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 from dataclasses import fields
 from pathlib import Path
 
@@ -12,15 +13,21 @@ from fsarbench.benchmarks.synth import SynthConfig
 from fsarbench.cli.report import default_reported, print_leaderboard
 from fsarbench.config import TRAINING_MODES
 from fsarbench.console import stderr
+from fsarbench.distributed import is_main_process
+from fsarbench.errors import FsarbenchError
 from fsarbench.leakage import PRETRAINING_CORPORA, parse_pretrained_on
+from fsarbench.names import methods_for_backbone, resolve_benchmarks, resolve_methods
+from fsarbench.plan import build_plan, write_plan_file
 from fsarbench.runs import (
     RunOutcome,
     SuiteOptions,
-    methods_for_backbone,
-    resolve_benchmarks,
-    resolve_methods,
-    run_suite,
+    check_inputs,
+    run_requests,
+    suite_requests,
 )
+
+# Some runs of the suite failed (the others finished): not bad input (2), not an interruption.
+EXIT_RUNS_FAILED = 1
 
 
 def int_list(text: str) -> list[int]:
@@ -150,7 +157,69 @@ def register(subparsers) -> None:
         metavar="KEY=VALUE,...",
         help="synth generator settings, e.g. seed=1,tempo_warp=1.0 (default: the defaults)",
     )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan (shared stages, runs, what is done) and do nothing",
+    )
+    parser.add_argument(
+        "--executor",
+        choices=("local", "slurm"),
+        default="local",
+        help="local: run here (default); slurm: submit the plan with submitit and return",
+    )
+    parser.add_argument(
+        "--launcher",
+        choices=("none", "pytorch", "slurm"),
+        default="none",
+        help="pytorch (under torchrun) or slurm (under srun): this process is one rank of "
+        "a DDP training, MMEngine's launchers (default: none)",
+    )
+    slurm = parser.add_argument_group("Slurm (--executor slurm)")
+    slurm.add_argument(
+        "--slurm-profile", type=Path, default=None, help="a TOML file with a [slurm] table"
+    )
+    slurm.add_argument("--partition", default=None)
+    slurm.add_argument("--gpus", type=int, default=None, help="GPUs per job (default 1)")
+    slurm.add_argument("--cpus", type=int, default=None, help="CPUs per job (default 8)")
+    slurm.add_argument("--mem-gb", type=int, default=None, help="memory per job")
+    slurm.add_argument(
+        "--time", type=int, default=None, metavar="MINUTES", help="per job (default 1440)"
+    )
+    slurm.add_argument("--account", default=None)
+    slurm.add_argument("--qos", default=None)
+    slurm.add_argument(
+        "--array-parallelism", type=int, default=None, help="runs of one array at once"
+    )
+    slurm.add_argument(
+        "--slurm-folder",
+        type=Path,
+        default=None,
+        help="logs and submitit's files, on a shared filesystem (default: RESULTS_DIR/.slurm)",
+    )
     parser.set_defaults(handler=run)
+
+
+def slurm_settings(args: argparse.Namespace):
+    from fsarbench.executors import SlurmSettings
+
+    base = SlurmSettings.from_profile(args.slurm_profile) if args.slurm_profile else SlurmSettings()
+    settings = base.override(
+        partition=args.partition,
+        cpus_per_job=args.cpus,
+        mem_gb=args.mem_gb,
+        time_min=args.time,
+        account=args.account,
+        qos=args.qos,
+        array_parallelism=args.array_parallelism,
+        folder=str(args.slurm_folder) if args.slurm_folder else None,
+    )
+    if args.gpus is not None:  # 0 is a choice (CPU-only partitions), not "not given"
+        settings.gpus_per_job = args.gpus
+    for name in ("gpus_per_job", "cpus_per_job", "time_min", "array_parallelism"):
+        if getattr(settings, name) < (0 if name == "gpus_per_job" else 1):
+            raise FsarbenchError(f"Slurm setting {name} = {getattr(settings, name)} is too small")
+    return settings
 
 
 def run(args: argparse.Namespace) -> int:
@@ -178,30 +247,53 @@ def run(args: argparse.Namespace) -> int:
         cfg_options=args.cfg_options,
         pretrained_on=parse_pretrained_on(args.pretrained_on),
         allow_leakage=args.allow_leakage,
+        launcher=args.launcher,
     )
     ways, shots = args.ways or [None], args.shots or [1, 5]
-    total = len(methods) * len(benchmarks) * len(ways) * len(shots) * len(args.seeds)
-    names = ", ".join(b.name for b in benchmarks)
-    stderr.print(f"{total} run{'s' * (total != 1)}: {', '.join(methods)} on {names}")
-    outcomes = run_suite(
-        methods,
-        benchmarks,
-        ways,
-        shots,
-        args.seeds,
-        args.episodes,
-        args.queries,
-        options,
-        on_outcome=print_outcome,
+    requests = suite_requests(
+        methods, benchmarks, ways, shots, args.seeds, args.episodes, args.queries
     )
+    names = ", ".join(b.name for b in benchmarks)
+    total = len(requests)
+    stderr.print(f"{total} run{'s' * (total != 1)}: {', '.join(methods)} on {names}")
+    if args.executor == "slurm" and args.launcher != "none":
+        raise FsarbenchError(
+            "--launcher is for a process started by torchrun or srun; --executor slurm starts "
+            "the ranks itself",
+            "drop --launcher, and ask for GPUs per run with --gpus N",
+        )
+    if args.dry_run or args.executor == "slurm":
+        return plan_or_submit(args, methods, benchmarks, ways, shots, requests, options)
+    check_inputs(methods, benchmarks, ways, shots, args.queries, options)
+    if is_main_process():  # `fsarbench status` follows a local suite from its plan file too
+        write_plan_file(build_plan(requests, options), args.results_dir, "local")
+    outcomes = run_requests(requests, options, on_outcome=print_outcome)
+    if not is_main_process():
+        return 0  # the other ranks of a DDP run: rank 0 prints and writes
     print()
-    records = [outcome.record for outcome in outcomes]
-    print_leaderboard(records, "md", None, reported=default_reported())
+    records = [outcome.record for outcome in outcomes if outcome.record is not None]
+    failures = [outcome.failure for outcome in outcomes if outcome.failure is not None]
+    print_leaderboard(records, "md", None, reported=default_reported(), failures=failures)
     print(f"records in {args.results_dir / 'runs'}; `fsarbench report` prints all of them")
+    if failures:
+        stderr.print(
+            f"{len(failures)} of {len(outcomes)} runs failed (their failure records are beside "
+            "the records; `fsarbench status` lists them); run the same command again to retry"
+        )
+        return EXIT_RUNS_FAILED
     return 0
 
 
 def print_outcome(outcome: RunOutcome) -> None:
+    if outcome.failure is not None:
+        failure = outcome.failure
+        print(
+            f"{failure.method:<24} {failure.backbone:<16} {failure.benchmark:<10} "
+            f"{failure.n_way}-way {failure.k_shot}-shot seed {failure.seed}: FAILED  "
+            f"{failure.error}",
+            flush=True,
+        )
+        return
     record = outcome.record
     status = "skipped, record exists" if outcome.skipped else f"{record.wall_time_s:.1f} s"
     print(
@@ -213,3 +305,39 @@ def print_outcome(outcome: RunOutcome) -> None:
     )
     for note in outcome.notes:
         print(f"  note: {note}")
+
+
+def plan_or_submit(args, methods, benchmarks, ways, shots, requests, options) -> int:
+    """``--dry-run``: print the plan; ``--executor slurm``: submit it and return."""
+    if args.executor == "slurm":
+        from fsarbench.executors import check_slurm_available
+
+        settings = slurm_settings(args)  # bad settings are refused before anything else
+        check_slurm_available()
+    started = time.perf_counter()
+    if args.dry_run:
+        plan = build_plan(requests, options)
+        print(plan.render())
+        print(f"planned in {time.perf_counter() - started:.2f} s; nothing was run")
+        return 0
+    check_inputs(methods, benchmarks, ways, shots, args.queries, options)
+    plan = build_plan(requests, options)
+    from fsarbench.executors import submit_slurm
+
+    submission = submit_slurm(plan, options, settings)
+    print(plan.render())
+    print(
+        f"submitted {len(submission.stage_jobs)} stage jobs ({', '.join(submission.stage_jobs)})"
+        f" and {len(submission.run_jobs)} runs"
+        + (
+            f" (jobs {submission.run_jobs[0]} .. {submission.run_jobs[-1]})"
+            if submission.run_jobs
+            else ""
+        )
+        + f"; {submission.skipped_runs} runs already done; "
+        f"{submission.seconds:.2f} s to submit"
+    )
+    print(
+        f"`fsarbench status --results-dir {args.results_dir}` follows them ({submission.plan_file})"
+    )
+    return 0

@@ -1,0 +1,105 @@
+"""Names the user types, resolved: methods (``all``, names, globs), benchmarks, and which
+methods a backbone can run. Config files are read through ``fsarbench.configs.read_config``,
+once per process."""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+
+from fsarbench.backbones import backbone_info
+from fsarbench.benchmarks.registry import Benchmark, get_benchmark
+from fsarbench.benchmarks.synth import SynthConfig
+from fsarbench.config import load_method_file, method_config_roots
+from fsarbench.configs import CONFIG_ROOT
+from fsarbench.errors import FsarbenchError
+from fsarbench.registry import MODELS
+
+
+def registered_methods() -> dict[str, type]:
+    """Registry name -> class, for every registered few-shot method."""
+    from fsarbench.methods import FewShotRecognizer
+
+    MODELS.import_from_location()
+    return {
+        name: cls
+        for name, cls in sorted(MODELS.module_dict.items())
+        if isinstance(cls, type) and issubclass(cls, FewShotRecognizer)
+    }
+
+
+def method_configs() -> dict[str, Path]:
+    """Config name -> file, for ``configs/<method>/<name>.py`` of every registered method.
+
+    ``<method>.py`` is the method's main config; other files in the folder are its variants
+    (``protonet_cos_mean``) and are addressed by their own names.
+    """
+    found: dict[str, Path] = {}
+    methods = registered_methods()
+    for root in method_config_roots():
+        for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name != "_base_"):
+            # fsarbench's own folders are its registered methods; folders elsewhere belong to
+            # methods that their configs' custom_imports register when loaded.
+            if root == CONFIG_ROOT and folder.name not in methods:
+                continue
+            for path in sorted(folder.glob("*.py")):
+                found.setdefault(path.stem, path)
+    return found
+
+
+def resolve_methods(spec: str) -> list[str]:
+    """``all`` (every method's main config), names, globs (``protonet*``), comma-separated."""
+    configs = method_configs()
+    main = [name for name, path in configs.items() if path.parent.name == name]
+    chosen: list[str] = []
+    for part in [p.strip() for p in spec.split(",") if p.strip()]:
+        if part == "all":
+            matches = main
+        elif any(c in part for c in "*?["):
+            matches = fnmatch.filter(configs, part)
+        else:
+            matches = [part] if part in configs else []
+        if not matches:
+            raise FsarbenchError(
+                f"unknown method {part!r}",
+                f"use all, a glob, or one of: {', '.join(configs)} (`fsarbench ls methods`)",
+            )
+        chosen.extend(m for m in matches if m not in chosen)
+    if not chosen:
+        raise FsarbenchError("no method named", "pass --methods all, or a name")
+    return chosen
+
+
+def methods_for_backbone(methods: list[str], backbone: str | None) -> tuple[list[str], list[str]]:
+    """Split ``methods`` into those that can run on ``backbone`` (None: the benchmarks'
+    defaults, which have no text tower) and those that cannot: a head that embeds class names
+    needs a CLIP backbone."""
+    # a text tower only where the backbone is named; a method's own default backbone
+    # (CLIP-FSAR's) is not enough, since `all` on its own means the benchmark's backbone
+    has_text = backbone is not None and backbone_info(backbone).has_text_tower
+    fits, left_out = [], []
+    for method in methods:
+        (left_out if method_needs_text(method) and not has_text else fits).append(method)
+    return fits, left_out
+
+
+def method_needs_text(method: str) -> bool:
+    """Whether method config ``method``'s head embeds class names (CLIP-FSAR)."""
+    return MODELS.get(load_method_file(method)["method"]["type"]).needs_text
+
+
+def resolve_benchmarks(spec: str) -> list[Benchmark]:
+    chosen: list[Benchmark] = []
+    for part in [p.strip() for p in spec.split(",") if p.strip()]:
+        benchmark = get_benchmark(part)
+        if benchmark not in chosen:
+            chosen.append(benchmark)
+    if not chosen:
+        raise FsarbenchError("no benchmark named", "pass --datasets synth, or another name")
+    return chosen
+
+
+def benchmark_key(benchmark: Benchmark, synth: SynthConfig | None) -> str:
+    if benchmark.is_synthetic and synth is not None and synth != SynthConfig():
+        return f"{benchmark.name}-{synth.fingerprint}"
+    return benchmark.name
