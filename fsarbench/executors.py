@@ -13,6 +13,7 @@ left.
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -133,6 +134,22 @@ def submit_slurm(plan: Plan, options: SuiteOptions, settings: SlurmSettings) -> 
     when no other group's job reads it."""
     import submitit
 
+    submitted: list[str] = []
+    try:
+        return _submit(submitit, plan, options, settings, submitted)
+    except submitit.core.utils.FailedJobError as error:
+        if submitted:  # nothing half-submitted: what went in before the refusal is cancelled
+            subprocess.run(["scancel", *submitted], capture_output=True)
+        message = str(error).strip().splitlines()[-1] if str(error).strip() else repr(error)
+        raise FsarbenchError(
+            f"sbatch refused a job of the plan ({message}); "
+            f"{len(submitted)} jobs submitted before it were cancelled",
+            "check --partition, --gpus, --cpus, --mem-gb, --time, --account and --qos against "
+            "the cluster (`sinfo`, `sacctmgr show assoc`), or the --slurm-profile",
+        ) from None
+
+
+def _submit(submitit, plan, options, settings, submitted: list[str]) -> Submission:
     started = time.perf_counter()
     folder = Path(settings.folder or options.results_dir / ".slurm").resolve()
     folder.mkdir(parents=True, exist_ok=True)
@@ -150,8 +167,10 @@ def submit_slurm(plan: Plan, options: SuiteOptions, settings: SlurmSettings) -> 
         if all(s.kind == "data" for s in stages) and set(indices) <= covered_data:
             continue  # computed first by the jobs of the stages that read it
         representatives = list({r: None for s in stages for r in s.representatives})
-        executor = _executor(submitit, folder, settings, gpus=1, name=f"fsar-{stages[0].kind}")
+        gpus = min(settings.gpus_per_job, 1)  # stages run in one process
+        executor = _executor(submitit, folder, settings, gpus, name=f"fsar-{stages[0].kind}")
         job = executor.submit(StageJob(), representatives, options)
+        submitted.append(job.job_id)
         for i in indices:
             job_of_stage[i] = job.job_id
             jobs[("stage", i)] = dict(job_id=job.job_id, log=str(job.paths.stdout))
@@ -176,8 +195,9 @@ def submit_slurm(plan: Plan, options: SuiteOptions, settings: SlurmSettings) -> 
         if gpus > 1:  # the job's tasks are the ranks of one DDP run
             run_options = replace(options, launcher="slurm")
         requests = [plan.runs[i].request for i in indices]
-        submitted = executor.map_array(RunJob(), requests, [run_options] * len(requests))
-        for index, job in zip(indices, submitted, strict=True):
+        array = executor.map_array(RunJob(), requests, [run_options] * len(requests))
+        submitted.extend(job.job_id for job in array)
+        for index, job in zip(indices, array, strict=True):
             jobs[("run", index)] = dict(job_id=job.job_id, log=str(job.paths.stdout))
             run_jobs.append(job.job_id)
     plan_file = write_plan_file(plan, options.results_dir, "slurm", jobs)

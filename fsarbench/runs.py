@@ -522,9 +522,12 @@ def check_inputs(
     shots,
     queries: int | None,
     options: SuiteOptions,
+    generate: bool = True,
 ) -> None:
     """Everything that can be checked before the first run starts: weights, devices, leakage,
-    data, and whether each benchmark's test split can supply the largest episodes asked for."""
+    data, and whether each benchmark's test split can supply the largest episodes asked for.
+    ``generate``: make synth here if it is absent (off for a submitted plan, whose stage job
+    makes it)."""
     if options.weights is not None and not options.weights.exists():
         raise FsarbenchError(f"--weights {options.weights}: no such file or folder")
     if options.pretrained_on and options.weights is None:
@@ -552,6 +555,8 @@ def check_inputs(
     for benchmark in benchmarks:
         synth = options.synth if benchmark.is_synthetic else None
         if benchmark.is_synthetic:
+            if not generate and not benchmark_is_prepared(benchmark, synth):
+                continue  # a stage job generates it; the runs check their episodes there
             ensure_synth(synth, progress=options.progress)
         prepared, prepared_dir = require_prepared(benchmark, synth)
         if any(method_needs_text(m) for m in methods):

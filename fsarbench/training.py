@@ -591,6 +591,9 @@ def pretrain_backbone(
 
 
 def _pretrain(recognizer, clips, recipe, seed, work_dir, num_workers) -> TrainingResult:
+    # The classifier starts from the stage's own seed: a stage is a function of its identity,
+    # not of whichever run's model (and the random state it left) reached it first.
+    torch.manual_seed(_item_seed(seed, 0, slot=2))
     model = FrameClassifier(recognizer, num_classes=len(clips.classes))
     iters = int(recipe["iters"])
     data = PretrainBatches(clips, int(recipe["batch_videos"]), seed, iters)
@@ -703,11 +706,17 @@ def pretrain_seed(config, seed: int) -> int:
     return seed if recipe.get("seed") is None else int(recipe["seed"])
 
 
+# What the pretraining stage computes from its identity; a new version never reuses an old
+# stage's weights. 2: the classifier is initialised from the stage's seed.
+PRETRAIN_STAGE_VERSION = 2
+
+
 def pretrain_dir(config, data: BenchmarkData, seed: int, initial_weights: str) -> Path:
     """The work folder of a pretraining stage: its identity is its recipe, backbone, train
     pipeline, data and starting weights (``initial_weights``: their hash)."""
     stage = Config(
         dict(
+            version=PRETRAIN_STAGE_VERSION,
             recipe=config.schedule["pretrain"],
             backbone=config.backbone,
             pipeline=data.pipeline(True),

@@ -115,3 +115,21 @@ def write_records(records, results):
     for r in records:
         name = f"{r.protocol_name}-{r.k_shot}shot-seed{r.seed}"
         write_record(r, record_path(results, r.benchmark, r.method, r.backbone, r.training, name))
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A real one-node Slurm (Debian's slurmctld, slurmd and munge) for the session; the tests
+    that use it skip, with the reason, where it cannot start (not root, not installed)."""
+    from slurm_cluster import slurm_or_skip
+
+    cluster = slurm_or_skip(tmp_path_factory.mktemp("slurm"))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def slurm_env(slurm_cluster, monkeypatch):
+    """That cluster's client environment (SLURM_CONF, PATH) for one test."""
+    slurm_cluster.patch_env(monkeypatch)
+    return slurm_cluster

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from slurm_cluster import FINISHED_STATES, SlurmCluster, slurm_or_skip
+from slurm_cluster import FINISHED_STATES, SlurmCluster
 
 submitit = pytest.importorskip("submitit")
 cloudpickle = pytest.importorskip("cloudpickle")
@@ -19,19 +19,6 @@ cloudpickle = pytest.importorskip("cloudpickle")
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="session")
-def slurm_cluster(tmp_path_factory):
-    cluster = slurm_or_skip(tmp_path_factory.mktemp("slurm"))
-    yield cluster
-    cluster.stop()
-
-
-@pytest.fixture
-def slurm_env(slurm_cluster, monkeypatch) -> SlurmCluster:
-    slurm_cluster.patch_env(monkeypatch)
-    return slurm_cluster
 
 
 def answer(value: int) -> int:

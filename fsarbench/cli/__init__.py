@@ -6,11 +6,11 @@ import argparse
 import sys
 
 from fsarbench import __version__
-from fsarbench.cli import check, compare, config, data, ls, report, run
+from fsarbench.cli import check, compare, config, data, ls, report, run, status
 from fsarbench.console import stderr
 from fsarbench.errors import FsarbenchError
 
-SUBCOMMANDS = (run, report, compare, check, data, ls, config)
+SUBCOMMANDS = (run, status, report, compare, check, data, ls, config)
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 

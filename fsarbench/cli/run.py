@@ -320,7 +320,7 @@ def plan_or_submit(args, methods, benchmarks, ways, shots, requests, options) ->
         print(plan.render())
         print(f"planned in {time.perf_counter() - started:.2f} s; nothing was run")
         return 0
-    check_inputs(methods, benchmarks, ways, shots, args.queries, options)
+    check_inputs(methods, benchmarks, ways, shots, args.queries, options, generate=False)
     plan = build_plan(requests, options)
     from fsarbench.executors import submit_slurm
 

@@ -1,0 +1,110 @@
+"""Where a plan stands: every run done, running, queued or failed, from the results folder (the
+records, failure records and run locks) and, for a submitted plan, from Slurm's queue."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from fsarbench.errors import FsarbenchError
+from fsarbench.locks import is_held
+from fsarbench.plan import plans_folder
+from fsarbench.results import failure_path
+
+DONE, RUNNING, QUEUED, FAILED, WAITING, ENDED = (
+    "done",
+    "running",
+    "queued",
+    "failed",
+    "waiting",
+    "ended without a record",
+)
+
+
+@dataclass
+class RunStatus:
+    label: str
+    state: str
+    job_id: str | None
+    log: str | None
+    detail: str  # the error line of a failed run, or the last line of an ended job's log
+
+
+def latest_plan_file(results_dir: Path) -> Path:
+    folder = plans_folder(results_dir)
+    files = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    if not files:
+        raise FsarbenchError(
+            f"no plan under {results_dir} (`fsarbench run` leaves one in {folder})",
+            "start a suite with `fsarbench run --results-dir DIR`, or name that DIR",
+        )
+    return files[-1]
+
+
+def slurm_states(job_ids: list[str]) -> dict[str, str]:
+    """Job id -> Slurm state (PENDING, RUNNING, ...) of the jobs still in the queue; array tasks
+    as ``ARRAY_TASK``. Jobs that ended are no longer listed (no accounting needed)."""
+    if not job_ids or shutil.which("squeue") is None:
+        return {}
+    arrays = sorted({job.split("_")[0] for job in job_ids})
+    result = subprocess.run(
+        ["squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(arrays)],
+        capture_output=True,
+        text=True,
+    )
+    states = {}
+    for line in result.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            states[parts[0]] = parts[1]
+    return states
+
+
+def last_line(path: str | None) -> str:
+    if not path:
+        return ""
+    for candidate in (Path(path).with_suffix(".err"), Path(path)):
+        try:
+            lines = [line for line in candidate.read_text(errors="replace").splitlines() if line]
+        except OSError:
+            continue
+        if lines:
+            return lines[-1][:200]
+    return ""
+
+
+def plan_status(plan_file: Path) -> tuple[dict, list[RunStatus]]:
+    """The plan file's contents and the state of each of its runs."""
+    try:
+        plan = json.loads(plan_file.read_text())
+    except (OSError, ValueError) as error:
+        raise FsarbenchError(
+            f"{plan_file} is not a readable plan ({error})", "name another with --plan"
+        ) from None
+    jobs = [run["job_id"] for run in plan["runs"] if run.get("job_id")]
+    queue = slurm_states(jobs)
+    statuses = []
+    for run in plan["runs"]:
+        record, job = Path(run["record"]), run.get("job_id")
+        failure = failure_path(record)
+        detail = ""
+        if record.is_file():
+            state = DONE
+        elif failure.is_file():
+            state = FAILED
+            failed = json.loads(failure.read_text())
+            detail = failed.get("error", "")
+        elif is_held(Path(run["lock"])) or queue.get(job) in ("RUNNING", "COMPLETING"):
+            state = RUNNING
+        elif job in queue:
+            state = QUEUED if queue[job] in ("PENDING", "REQUEUED", "CONFIGURING") else queue[job]
+        elif job:
+            state = ENDED  # cancelled, killed or out of memory before it could write anything
+            detail = last_line(run.get("log"))
+        else:
+            state = WAITING
+        statuses.append(RunStatus(run["label"], state, job, run.get("log"), detail))
+    return plan, statuses
