@@ -18,6 +18,11 @@ warnings.filterwarnings(
     "ignore", message=r"`torch\.jit\.(script|interface)` is deprecated", category=DeprecationWarning
 )
 
+# MMEngine's Runner sets MKL_NUM_THREADS for data-loader workers and says so, once per rank.
+warnings.filterwarnings(
+    "ignore", message=r"Setting MKL_NUM_THREADS environment variable", category=UserWarning
+)
+
 
 class _DropMessages(logging.Filter):
     """Drops MMEngine log records that start with one of the given texts."""

@@ -37,6 +37,7 @@ from fsarbench.data.benchmark import BenchmarkData, benchmark_is_prepared, load_
 from fsarbench.data.episodes import EpisodeDrawer, EpisodeSpec, episode_set_for, split_videos
 from fsarbench.distributed import (
     broadcast_from_main,
+    init_distributed,
     is_main_process,
     local_device,
     world_size,
@@ -456,12 +457,20 @@ def run_requests(
     suite with its message instead, since it would fail every run alike, unless
     ``stop_on_bad_input`` is off (a Slurm job, whose failure record is its only message)."""
     store = store or FeatureStore()
+    if options.launcher != "none":
+        # The shared stages first, before the process group exists: whichever rank takes a
+        # stage's lock computes it while the others wait on the lock, not in a collective.
+        for request in requests:
+            compute_stages(request, options, store)
+        init_distributed(options.launcher, options.device)
     outcomes = []
     for request in requests:
         run = resolve_run(request, options)
         try:
             outcome = execute_run(run, options, store)
         except Exception as error:
+            if world_size() > 1 or (stop_on_bad_input and isinstance(error, FsarbenchError)):
+                raise  # a rank that fails ends the DDP job (torchrun stops the others)
             outcome = RunOutcome(None, run.path, skipped=False, failure=record_failure(run, error))
         outcomes.append(outcome)
         if on_outcome is not None:

@@ -511,13 +511,23 @@ def _distributed_runner_args() -> dict:
         return {}
     on_cuda = torch.cuda.is_available() and torch.distributed.get_backend() == "nccl"
     device_ids = [torch.cuda.current_device()] if on_cuda else None  # CPU: no device ids
-    wrapper = dict(
-        type="MMDistributedDataParallel",
-        device_ids=device_ids,
-        broadcast_buffers=False,
-        # heads whose parts sit out some episodes (TRX's cardinalities) still synchronise
-        find_unused_parameters=True,
+    import inspect
+
+    # the buffers are the same on every rank: no sync before each forward (torch 2.13 renamed
+    # broadcast_buffers, and warns on the old name)
+    sync = (
+        "forward_sync_buffers"
+        if "forward_sync_buffers"
+        in inspect.signature(torch.nn.parallel.DistributedDataParallel).parameters
+        else "broadcast_buffers"
     )
+    wrapper = {
+        "type": "MMDistributedDataParallel",
+        "device_ids": device_ids,
+        sync: False,
+        # a head whose parts sit out some episodes still synchronises its gradients
+        "find_unused_parameters": True,
+    }
     # the group exists already (fsarbench.distributed); the Runner joins it
     return dict(launcher="pytorch", cfg=dict(model_wrapper_cfg=wrapper))
 

@@ -91,8 +91,7 @@ def test_a_submitted_suite_survives_cancel_and_preemption_with_the_local_records
     started = time.monotonic()
     for method, seeds in RUNS:
         code = main(
-            ["run", "--methods", method, "--seeds", seeds, "--results-dir", str(results)]
-            + SUITE
+            ["run", "--methods", method, "--seeds", seeds, "--results-dir", str(results), *SUITE]
             + SLURM
         )
         assert code == 0
@@ -125,7 +124,7 @@ def test_a_submitted_suite_survives_cancel_and_preemption_with_the_local_records
 
     # submitted again: only the cancelled run is left, and it resumes from its checkpoint
     code = main(
-        ["run", "--methods", "trx", "--seeds", "0,1", "--results-dir", str(results)] + SUITE + SLURM
+        ["run", "--methods", "trx", "--seeds", "0,1", "--results-dir", str(results), *SUITE] + SLURM
     )
     assert code == 0
     out = capsys.readouterr().out

@@ -255,7 +255,8 @@ def run(args: argparse.Namespace) -> int:
     )
     names = ", ".join(b.name for b in benchmarks)
     total = len(requests)
-    stderr.print(f"{total} run{'s' * (total != 1)}: {', '.join(methods)} on {names}")
+    if is_main_process():
+        stderr.print(f"{total} run{'s' * (total != 1)}: {', '.join(methods)} on {names}")
     if args.executor == "slurm" and args.launcher != "none":
         raise FsarbenchError(
             "--launcher is for a process started by torchrun or srun; --executor slurm starts "
@@ -267,9 +268,10 @@ def run(args: argparse.Namespace) -> int:
     check_inputs(methods, benchmarks, ways, shots, args.queries, options)
     if is_main_process():  # `fsarbench status` follows a local suite from its plan file too
         write_plan_file(build_plan(requests, options), args.results_dir, "local")
-    outcomes = run_requests(requests, options, on_outcome=print_outcome)
+    # the other ranks of a DDP run train; rank 0 tests, prints and writes
+    outcomes = run_requests(requests, options, print_outcome if is_main_process() else None)
     if not is_main_process():
-        return 0  # the other ranks of a DDP run: rank 0 prints and writes
+        return 0
     print()
     records = [outcome.record for outcome in outcomes if outcome.record is not None]
     failures = [outcome.failure for outcome in outcomes if outcome.failure is not None]
