@@ -36,6 +36,20 @@ RUNS = [("protonet", "0"), ("trx", "0,1")]
 SLURM = ["--executor", "slurm", "--gpus", "0", "--cpus", "1", "--time", "30"]
 
 
+def submission(method: str, seeds: str, results: Path) -> list[str]:
+    return [
+        "run",
+        "--methods",
+        method,
+        "--seeds",
+        seeds,
+        "--results-dir",
+        str(results),
+        *SUITE,
+        *SLURM,
+    ]
+
+
 def records(results: Path) -> dict[str, dict]:
     found = {}
     for path in sorted((results / "runs").rglob("*.json")):
@@ -90,10 +104,7 @@ def test_a_submitted_suite_survives_cancel_and_preemption_with_the_local_records
     monkeypatch.setenv("FSARBENCH_HOME", str(home))
     started = time.monotonic()
     for method, seeds in RUNS:
-        code = main(
-            ["run", "--methods", method, "--seeds", seeds, "--results-dir", str(results), *SUITE]
-            + SLURM
-        )
+        code = main(submission(method, seeds, results))
         assert code == 0
     submitted = time.monotonic() - started
     out = capsys.readouterr().out
@@ -123,9 +134,7 @@ def test_a_submitted_suite_survives_cancel_and_preemption_with_the_local_records
     assert "ended without a record" in capsys.readouterr().out
 
     # submitted again: only the cancelled run is left, and it resumes from its checkpoint
-    code = main(
-        ["run", "--methods", "trx", "--seeds", "0,1", "--results-dir", str(results), *SUITE] + SLURM
-    )
+    code = main(submission("trx", "0,1", results))
     assert code == 0
     out = capsys.readouterr().out
     assert "and 1 runs" in out and "1 runs already done" in out
