@@ -63,7 +63,8 @@ class SlurmSettings:
 
     def override(self, **values) -> SlurmSettings:
         """These settings with the options given on the command line (None: not given)."""
-        return SlurmSettings(**{**asdict(self), **{k: v for k, v in values.items() if v}})
+        given = {key: value for key, value in values.items() if value is not None}
+        return SlurmSettings(**{**asdict(self), **given})
 
 
 # --- what a job runs -----------------------------------------------------------------------

@@ -189,7 +189,7 @@ def render_leaderboard(
     if records or not failures:
         long = leaderboard_long(records, reported)
     else:  # nothing finished yet: the table of failures alone
-        long = pd.DataFrame(columns=[*ROW_KEYS, *COLUMN_KEYS, "leakage", "training"])
+        long = pd.DataFrame(columns=[*ROW_KEYS, *COLUMN_KEYS, "leakage"])
     if fmt == "csv":
         long = long.assign(status="ok")
         failed = pd.DataFrame(

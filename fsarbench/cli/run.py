@@ -205,6 +205,7 @@ def slurm_settings(args: argparse.Namespace):
 
     base = SlurmSettings.from_profile(args.slurm_profile) if args.slurm_profile else SlurmSettings()
     settings = base.override(
+        gpus_per_job=args.gpus,
         partition=args.partition,
         cpus_per_job=args.cpus,
         mem_gb=args.mem_gb,
@@ -214,8 +215,6 @@ def slurm_settings(args: argparse.Namespace):
         array_parallelism=args.array_parallelism,
         folder=str(args.slurm_folder) if args.slurm_folder else None,
     )
-    if args.gpus is not None:  # 0 is a choice (CPU-only partitions), not "not given"
-        settings.gpus_per_job = args.gpus
     for name in ("gpus_per_job", "cpus_per_job", "time_min", "array_parallelism"):
         if getattr(settings, name) < (0 if name == "gpus_per_job" else 1):
             raise FsarbenchError(f"Slurm setting {name} = {getattr(settings, name)} is too small")
