@@ -28,7 +28,10 @@ class SlurmSettings:
     """What each job asks of Slurm (``--slurm-profile FILE``'s ``[slurm]`` table, or options)."""
 
     partition: str | None = None
-    gpus_per_job: int = 1  # a run asking for several starts them as DDP ranks (--launcher slurm)
+    gpus_per_job: int = 1
+    # processes per run: one per GPU by default; several start as the ranks of one DDP
+    # training (--launcher slurm), also on CPUs (gloo)
+    ranks_per_job: int | None = None
     cpus_per_job: int = 8  # decoding workers live here
     mem_gb: int | None = None
     time_min: int = 24 * 60  # per job; a run past it is requeued and resumes
@@ -186,14 +189,15 @@ def _submit(submitit, plan, options, settings, submitted: list[str]) -> Submissi
         after = {job_of_stage[s] for s in run.stages if s in job_of_stage}
         arrays.setdefault(tuple(sorted(after)), []).append(index)
     run_jobs = []
+    ranks = settings.ranks_per_job or max(settings.gpus_per_job, 1)
     for after, indices in arrays.items():
         gpus = settings.gpus_per_job
-        executor = _executor(submitit, folder, settings, gpus=gpus, name="fsar-run")
+        executor = _executor(submitit, folder, settings, gpus, name="fsar-run", ranks=ranks)
         executor.update_parameters(slurm_array_parallelism=settings.array_parallelism)
         if after:
             executor.update_parameters(slurm_additional_parameters=_depend(list(after)))
         run_options = options
-        if gpus > 1:  # the job's tasks are the ranks of one DDP run
+        if ranks > 1:  # the job's tasks are the ranks of one DDP run
             run_options = replace(options, launcher="slurm")
         requests = [plan.runs[i].request for i in indices]
         array = executor.map_array(RunJob(), requests, [run_options] * len(requests))
@@ -217,14 +221,16 @@ def _depend(job_ids: list[str]) -> dict:
     return {"dependency": "afterok:" + ":".join(job_ids), "kill-on-invalid-dep": "yes"}
 
 
-def _executor(submitit, folder: Path, settings: SlurmSettings, gpus: int, name: str):
+def _executor(
+    submitit, folder: Path, settings: SlurmSettings, gpus: int, name: str, ranks: int = 1
+):
     executor = submitit.AutoExecutor(folder=folder / "%j", cluster="slurm")
     parameters = dict(
         name=name,
         timeout_min=settings.time_min,
         cpus_per_task=settings.cpus_per_job,
         nodes=1,
-        tasks_per_node=max(gpus, 1),
+        tasks_per_node=ranks,
         slurm_partition=settings.partition,
         slurm_account=settings.account,
         slurm_qos=settings.qos,

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,36 @@ def test_two_ranks_train_like_one_process(tmp_path):
     # the stages were computed once (by the single run); the DDP run's ranks only read them
     assert [entry["kind"] for entry in journal].count("pretrain") == 1
     print(f"largest weight difference between 1 and 2 ranks: {difference:.2e}")
+
+
+def test_a_submitted_run_with_two_ranks_trains_like_one_process(slurm_env, tmp_path, monkeypatch):
+    """--executor slurm --ranks 2: the job's two tasks (srun) are the ranks of one DDP run."""
+    from fsarbench.cli import main
+    from fsarbench.status import latest_plan_file, plan_status
+
+    home = tmp_path / "home"
+    fsarbench(home, *RUN, "--results-dir", str(tmp_path / "single"))
+    work_dir, single = trained_weights(home)
+    shutil.rmtree(work_dir)
+
+    monkeypatch.setenv("FSARBENCH_HOME", str(home))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the jobs inherit it, as in the single run
+    results = tmp_path / "slurm"
+    slurm = ["--executor", "slurm", "--gpus", "0", "--ranks", "2", "--cpus", "1", "--time", "30"]
+    assert main([*RUN, "--results-dir", str(results), *slurm]) == 0
+    plan_file = latest_plan_file(results)
+    deadline = time.monotonic() + 300
+    while plan_status(plan_file)[1][0].state not in ("done", "failed", "ended without a record"):
+        assert time.monotonic() < deadline, slurm_env.diagnostics()
+        time.sleep(0.5)
+    (status,) = plan_status(plan_file)[1]
+    assert status.state == "done", (status, Path(status.log).with_suffix(".err").read_text())
+    while slurm_env.job_state(status.job_id) not in (None, "COMPLETED"):  # both ranks exit
+        assert time.monotonic() < deadline, slurm_env.diagnostics()
+        time.sleep(0.5)
+    _, ranked = trained_weights(home)
+    difference = max(float((single[k].float() - ranked[k].float()).abs().max()) for k in single)
+    assert difference < WEIGHT_TOLERANCE
+    one, two = the_record(tmp_path / "single"), the_record(results)
+    assert two["episode_accuracies"] == one["episode_accuracies"]
+    assert two["train_iterations"] == one["train_iterations"]

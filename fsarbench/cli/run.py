@@ -181,7 +181,13 @@ def register(subparsers) -> None:
     )
     slurm.add_argument("--partition", default=None)
     slurm.add_argument("--gpus", type=int, default=None, help="GPUs per job (default 1)")
-    slurm.add_argument("--cpus", type=int, default=None, help="CPUs per job (default 8)")
+    slurm.add_argument(
+        "--ranks",
+        type=int,
+        default=None,
+        help="processes per run, the ranks of one DDP training (default: one per GPU)",
+    )
+    slurm.add_argument("--cpus", type=int, default=None, help="CPUs per rank (default 8)")
     slurm.add_argument("--mem-gb", type=int, default=None, help="memory per job")
     slurm.add_argument(
         "--time", type=int, default=None, metavar="MINUTES", help="per job (default 1440)"
@@ -206,6 +212,7 @@ def slurm_settings(args: argparse.Namespace):
     base = SlurmSettings.from_profile(args.slurm_profile) if args.slurm_profile else SlurmSettings()
     settings = base.override(
         gpus_per_job=args.gpus,
+        ranks_per_job=args.ranks,
         partition=args.partition,
         cpus_per_job=args.cpus,
         mem_gb=args.mem_gb,
@@ -215,6 +222,8 @@ def slurm_settings(args: argparse.Namespace):
         array_parallelism=args.array_parallelism,
         folder=str(args.slurm_folder) if args.slurm_folder else None,
     )
+    if settings.ranks_per_job is not None and settings.ranks_per_job < 1:
+        raise FsarbenchError(f"--ranks {settings.ranks_per_job}: a run needs at least 1")
     for name in ("gpus_per_job", "cpus_per_job", "time_min", "array_parallelism"):
         if getattr(settings, name) < (0 if name == "gpus_per_job" else 1):
             raise FsarbenchError(f"Slurm setting {name} = {getattr(settings, name)} is too small")
