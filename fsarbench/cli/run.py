@@ -336,15 +336,11 @@ def plan_or_submit(args, methods, benchmarks, ways, shots, requests, options) ->
 
     submission = submit_slurm(plan, options, settings)
     print(plan.render())
+    stages, runs = submission.stage_jobs, submission.run_jobs
+    run_jobs = f" (jobs {runs[0]} .. {runs[-1]})" if runs else ""
     print(
-        f"submitted {len(submission.stage_jobs)} stage jobs ({', '.join(submission.stage_jobs)})"
-        f" and {len(submission.run_jobs)} runs"
-        + (
-            f" (jobs {submission.run_jobs[0]} .. {submission.run_jobs[-1]})"
-            if submission.run_jobs
-            else ""
-        )
-        + f"; {submission.skipped_runs} runs already done; "
+        f"submitted {len(stages)} stage jobs ({', '.join(stages) or '-'}) and {len(runs)} runs"
+        f"{run_jobs}; {submission.skipped_runs} runs already done; "
         f"{submission.seconds:.2f} s to submit"
     )
     print(
