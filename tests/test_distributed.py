@@ -76,40 +76,46 @@ def the_record(results: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def test_two_ranks_train_like_one_process(tmp_path):
-    home = tmp_path / "home"
-    fsarbench(home, *RUN, "--results-dir", str(tmp_path / "single"))
-    work_dir, single = trained_weights(home)
-    shutil.rmtree(work_dir)  # the DDP run trains again, on the same stored features
+@pytest.fixture(scope="module")
+def single_run(tmp_path_factory):
+    """The run in one process, once for the module: its home (stages stored), weights and
+    record. Each test trains the run again there, on the same stored features."""
+    home, results = tmp_path_factory.mktemp("home"), tmp_path_factory.mktemp("single")
+    fsarbench(home, *RUN, "--results-dir", str(results))
+    work_dir, weights = trained_weights(home)
+    shutil.rmtree(work_dir)
+    return home, weights, the_record(results)
 
+
+def test_two_ranks_train_like_one_process(single_run, tmp_path):
+    home, single, one = single_run
     result = fsarbench(home, *RUN, "--results-dir", str(tmp_path / "ddp"), ranks=2)
-    _, ddp = trained_weights(home)
+    work_dir, ddp = trained_weights(home)
+    shutil.rmtree(work_dir)  # the next test trains it again
     assert result.stderr.count("1 run: trx on synth") == 1  # rank 0 alone speaks
     assert set(single) == set(ddp)
     difference = max(float((single[k].float() - ddp[k].float()).abs().max()) for k in single)
     moved = max(float(v.float().abs().max()) for v in single.values())
     assert difference < WEIGHT_TOLERANCE < moved
-    one, two = the_record(tmp_path / "single"), the_record(tmp_path / "ddp")
+    two = the_record(tmp_path / "ddp")
     assert two["train_iterations"] == one["train_iterations"] == 40
     assert two["best_val_acc"] == pytest.approx(one["best_val_acc"])
     assert two["episode_accuracies"] == one["episode_accuracies"]
-    journal = [
-        json.loads(line) for line in (home / "cache" / "stages.jsonl").read_text().splitlines()
-    ]
+    lines = (home / "cache" / "stages.jsonl").read_text().splitlines()
+    journal = [json.loads(line) for line in lines]
     # the stages were computed once (by the single run); the DDP run's ranks only read them
     assert [entry["kind"] for entry in journal].count("pretrain") == 1
     print(f"largest weight difference between 1 and 2 ranks: {difference:.2e}")
 
 
-def test_a_submitted_run_with_two_ranks_trains_like_one_process(slurm_env, tmp_path, monkeypatch):
+def test_a_submitted_run_with_two_ranks_trains_like_one_process(
+    single_run, slurm_env, tmp_path, monkeypatch
+):
     """--executor slurm --ranks 2: the job's two tasks (srun) are the ranks of one DDP run."""
     from fsarbench.cli import main
     from fsarbench.status import latest_plan_file, plan_status
 
-    home = tmp_path / "home"
-    fsarbench(home, *RUN, "--results-dir", str(tmp_path / "single"))
-    work_dir, single = trained_weights(home)
-    shutil.rmtree(work_dir)
+    home, single, one = single_run
 
     monkeypatch.setenv("FSARBENCH_HOME", str(home))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the jobs inherit it, as in the single run
@@ -126,9 +132,10 @@ def test_a_submitted_run_with_two_ranks_trains_like_one_process(slurm_env, tmp_p
     while slurm_env.job_state(status.job_id) not in (None, "COMPLETED"):  # both ranks exit
         assert time.monotonic() < deadline, slurm_env.diagnostics()
         time.sleep(0.5)
-    _, ranked = trained_weights(home)
+    work_dir, ranked = trained_weights(home)
+    shutil.rmtree(work_dir)
     difference = max(float((single[k].float() - ranked[k].float()).abs().max()) for k in single)
     assert difference < WEIGHT_TOLERANCE
-    one, two = the_record(tmp_path / "single"), the_record(results)
+    two = the_record(results)
     assert two["episode_accuracies"] == one["episode_accuracies"]
     assert two["train_iterations"] == one["train_iterations"]
