@@ -25,6 +25,23 @@ SHARED_FOLDERS = {
 }
 # Small enough to generate in a couple of seconds, large enough for 5-way 1-shot episodes.
 TINY_SYNTH = SynthConfig(seed=3, videos_per_class=3, frames=8, size=32)
+# The multi-process tests (concurrency, DDP, Slurm) train: a small synth with the 6 videos per
+# class a training episode draws (1 shot + 5 queries) and more, and a short recipe.
+SMALL_SYNTH = ["--synth", "seed=3,videos_per_class=8,frames=8,size=32"]
+
+
+def short_recipe(meta_iters: int = 20, *extra: str) -> list[str]:
+    """``--cfg-options`` of a pretraining of 20 iterations and ``meta_iters`` of episodic
+    training, checkpointed and validated (20 episodes) every 10."""
+    return [
+        "--cfg-options",
+        "schedule.pretrain.iters=20",
+        "schedule.pretrain.checkpoint_interval=10",
+        f"schedule.meta.iters={meta_iters}",
+        "schedule.meta.val_interval=10",
+        "schedule.meta.val_episodes=20",
+        *extra,
+    ]
 
 
 @pytest.fixture(autouse=True)

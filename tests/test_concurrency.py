@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import SMALL_SYNTH, short_recipe
+
 pytestmark = pytest.mark.slow
 
 COMMON = [
@@ -24,14 +26,8 @@ COMMON = [
     "0",
     "--episodes",
     "100",
-    "--synth",
-    "seed=3,videos_per_class=8,frames=8,size=32",
-    "--cfg-options",
-    "schedule.pretrain.iters=20",
-    "schedule.pretrain.checkpoint_interval=10",
-    "schedule.meta.iters=20",
-    "schedule.meta.val_interval=10",
-    "schedule.meta.val_episodes=20",
+    *SMALL_SYNTH,
+    *short_recipe(20),
 ]
 # four overlapping suites over three runs
 SUITES = ["protonet,trx", "trx,otam", "otam,protonet", "protonet,trx,otam"]

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import SMALL_SYNTH, short_recipe
+
 pytestmark = pytest.mark.slow
 
 RUN = [
@@ -27,19 +29,13 @@ RUN = [
     "0",
     "--episodes",
     "100",
-    "--synth",
-    "seed=3,videos_per_class=8,frames=8,size=32",
-    "--cfg-options",
-    "schedule.pretrain.iters=20",
-    "schedule.pretrain.checkpoint_interval=10",
-    "schedule.meta.iters=40",
-    "schedule.meta.tasks_per_batch=2",  # one task per rank and step on 2 ranks
-    "schedule.meta.val_interval=10",
-    "schedule.meta.val_episodes=20",
+    *SMALL_SYNTH,
+    # one task per rank and step on 2 ranks
+    *short_recipe(40, "schedule.meta.tasks_per_batch=2"),
 ]
 # Measured: 0.0 (bit-identical) with one thread per process and two tasks per step, where one
 # process's (g0 + g1) / 2 and the average over two ranks add the same numbers in the same order.
-# With more tasks per step or ranks the summation order differs: float32 rounding, ~1e-7.
+# With more tasks per step or more ranks the order of the additions differs (float32 rounding).
 WEIGHT_TOLERANCE = 1e-5
 
 

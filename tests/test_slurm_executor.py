@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import SMALL_SYNTH, short_recipe
 from fsarbench.cli import main
 from fsarbench.locks import read_journal
 from fsarbench.status import plan_status
@@ -23,14 +24,8 @@ SUITE = [
     "1",
     "--episodes",
     "200",
-    "--synth",
-    "seed=3,videos_per_class=8,frames=8,size=32",
-    "--cfg-options",
-    "schedule.pretrain.iters=20",
-    "schedule.pretrain.checkpoint_interval=10",
-    "schedule.meta.iters=300",
-    "schedule.meta.val_interval=10",
-    "schedule.meta.val_episodes=20",
+    *SMALL_SYNTH,
+    *short_recipe(300),
 ]
 RUNS = [("protonet", "0"), ("trx", "0,1")]
 SLURM = ["--executor", "slurm", "--gpus", "0", "--cpus", "1", "--time", "30"]

@@ -389,36 +389,6 @@ def _generate(config: SynthConfig, final: Path, progress: bool) -> Path:
         progress=progress,
     )
     return final
-    staging = staging_folder(final)
-    try:
-        videos_dir = staging / "videos"
-        lines, jobs = plan_videos(config, videos_dir)
-        for name in {Path(job.path).parent for job in jobs}:
-            name.mkdir(parents=True, exist_ok=True)
-        _make_videos(jobs, config, progress)
-        (staging / "splits").mkdir()
-        for split in SPLITS:
-            text = "".join(line + "\n" for line in lines[split])
-            (staging / "splits" / SPLIT_FILES[split]).write_text(text)
-        (staging / "config.json").write_text(
-            json.dumps({"generator_version": GENERATOR_VERSION, **asdict(config)}, indent=2) + "\n"
-        )
-        install_folder(staging, final)
-    except BaseException:
-        import shutil
-
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    # Prepared through the same code as a real benchmark, in place (paths are relative).
-    prepare_benchmark(
-        get_benchmark("synth"),
-        load_synth_splits(final),
-        final / "videos",
-        final / "prepared",
-        probe=True,
-        progress=progress,
-    )
-    return final
 
 
 def load_synth_splits(root: Path) -> dict[str, SplitList]:
