@@ -76,6 +76,34 @@ def last_line(path: str | None) -> str:
     return ""
 
 
+@dataclass
+class StageJobStatus:
+    job_id: str
+    names: list[str]  # the stages it computes
+    state: str  # queued | running | ended
+    detail: str  # the last line of its log once it ended
+
+
+def stage_job_status(plan: dict) -> list[StageJobStatus]:
+    """The stage jobs of a submitted plan, with the last line of the log of each that ended
+    (submitit's "Job completed successfully", or the error)."""
+    jobs: dict[str, StageJobStatus] = {}
+    logs = {}
+    for stage in plan["stages"]:
+        if stage.get("job_id"):
+            job = jobs.setdefault(stage["job_id"], StageJobStatus(stage["job_id"], [], "", ""))
+            job.names.append(stage["name"])
+            logs[stage["job_id"]] = stage.get("log")
+    queue = slurm_states(list(jobs))
+    for job_id, job in jobs.items():
+        state = queue.get(job_id)
+        if state is None:
+            job.state, job.detail = "ended", last_line(logs[job_id])
+        else:
+            job.state = RUNNING if state in ("RUNNING", "COMPLETING") else QUEUED
+    return list(jobs.values())
+
+
 def plan_status(plan_file: Path) -> tuple[dict, list[RunStatus]]:
     """The plan file's contents and the state of each of its runs."""
     try:
@@ -103,7 +131,9 @@ def plan_status(plan_file: Path) -> tuple[dict, list[RunStatus]]:
             state = QUEUED if queue[job] in ("PENDING", "REQUEUED", "CONFIGURING") else queue[job]
         elif job:
             state = ENDED  # cancelled, killed or out of memory before it could write anything
-            detail = last_line(run.get("log"))
+            detail = last_line(run.get("log")) or (
+                "the job never started: was a stage job it waited for cancelled or failed?"
+            )
         else:
             state = WAITING
         statuses.append(RunStatus(run["label"], state, job, run.get("log"), detail))

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SMALL_SYNTH, short_recipe
+from fsarbench.status import plan_status
 
 pytestmark = pytest.mark.slow
 
@@ -94,8 +95,12 @@ def test_a_holder_killed_with_sigkill_does_not_block_the_next_process(tmp_path):
         assert first.poll() is None, first.communicate()[0][-3000:]
         assert time.monotonic() < deadline, "the first process never started pretraining"
         time.sleep(0.05)
+    (plan_file,) = (results / ".plans").glob("*.json")
+    assert [status.state for status in plan_status(plan_file)[1]] == ["running"]  # its lock
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
+    # the lock went with the process: nothing runs, nothing finished
+    assert [status.state for status in plan_status(plan_file)[1]] == ["waiting"]
 
     second = start(home, results, "trx")
     output = finish(second)  # not blocked: the kernel released the dead holder's lock

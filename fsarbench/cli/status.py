@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fsarbench.status import latest_plan_file, plan_status
+from fsarbench.status import latest_plan_file, plan_status, stage_job_status
 
 
 def register(subparsers) -> None:
@@ -39,6 +39,10 @@ def run(args: argparse.Namespace) -> int:
         ]
     )
     print(f"plan {plan_file.name} ({plan['executor']}, {plan['created']})")
+    for job in stage_job_status(plan):
+        detail = f": {job.detail}" if job.detail else ""
+        more = f" and {len(job.names) - 1} more stages" if len(job.names) > 1 else ""
+        print(f"stage job {job.job_id} ({job.names[0]}{more}): {job.state}{detail}")
     if len(table):
         print(table.to_markdown(index=False, disable_numparse=True))
     counts = Counter(status.state for status in statuses)
