@@ -95,10 +95,8 @@ class RunJob:
 
     def __call__(self, request: RunRequest, options: SuiteOptions) -> bool:
         _job_log_into_env()
-        if options.launcher != "none":
-            from fsarbench.distributed import init_distributed
-
-            init_distributed(options.launcher, options.device)
+        # with several tasks, run_requests computes any stage still missing, then joins them
+        # into the process group (--launcher slurm)
         outcomes = run_requests([request], options, stop_on_bad_input=False)
         return all(outcome.failure is None for outcome in outcomes)
 
@@ -165,7 +163,8 @@ def _submit(submitit, plan, options, settings, submitted: list[str]) -> Submissi
         d for indices in groups.values() for i in indices for d in plan.stages[i].depends
     }
     jobs: dict[tuple, dict] = {}
-    job_of_stage: dict[int, str] = {}
+    jobs_of_stage: dict[int, set[str]] = {}  # the stage jobs a stage is done after
+    stage_jobs: list[str] = []
     for indices in groups.values():
         stages = [plan.stages[i] for i in indices]
         if all(s.kind == "data" for s in stages) and set(indices) <= covered_data:
@@ -175,18 +174,22 @@ def _submit(submitit, plan, options, settings, submitted: list[str]) -> Submissi
         executor = _executor(submitit, folder, settings, gpus, name=f"fsar-{stages[0].kind}")
         job = executor.submit(StageJob(), representatives, options)
         submitted.append(job.job_id)
+        stage_jobs.append(job.job_id)
         for i in indices:
-            job_of_stage[i] = job.job_id
+            jobs_of_stage[i] = {job.job_id}
             jobs[("stage", i)] = dict(job_id=job.job_id, log=str(job.paths.stdout))
-    for index in covered_data:  # the data stage is done once those jobs are
-        if plan.stages[index].state != DONE and index not in job_of_stage:
-            job_of_stage[index] = ":".join(
-                job_of_stage[i] for i in job_of_stage if index in plan.stages[i].depends
-            )
+    for index in covered_data - set(jobs_of_stage):  # data that the stage jobs reading it make
+        if plan.stages[index].state != DONE:
+            jobs_of_stage[index] = {
+                job
+                for i, ids in list(jobs_of_stage.items())
+                if index in plan.stages[i].depends
+                for job in ids
+            }
     pending = [(i, run) for i, run in enumerate(plan.runs) if run.state != DONE]
     arrays: dict[tuple[str, ...], list[int]] = {}  # one array per set of stage jobs waited for
     for index, run in pending:
-        after = {job_of_stage[s] for s in run.stages if s in job_of_stage}
+        after = {job for s in run.stages for job in jobs_of_stage.get(s, ())}
         arrays.setdefault(tuple(sorted(after)), []).append(index)
     run_jobs = []
     ranks = settings.ranks_per_job or max(settings.gpus_per_job, 1)
@@ -208,7 +211,7 @@ def _submit(submitit, plan, options, settings, submitted: list[str]) -> Submissi
     plan_file = write_plan_file(plan, options.results_dir, "slurm", jobs)
     return Submission(
         plan_file,
-        sorted(set(job_of_stage.values()) - {""}),
+        stage_jobs,
         run_jobs,
         len(plan.runs) - len(pending),
         time.perf_counter() - started,
