@@ -14,13 +14,14 @@ from fsarbench.locks import is_held
 from fsarbench.plan import plans_folder
 from fsarbench.results import failure_path
 
-DONE, RUNNING, QUEUED, FAILED, WAITING, ENDED = (
+DONE, RUNNING, QUEUED, FAILED, WAITING, ENDED, UNKNOWN = (
     "done",
     "running",
     "queued",
     "failed",
     "waiting",
     "ended without a record",
+    "unknown",
 )
 
 
@@ -44,17 +45,26 @@ def latest_plan_file(results_dir: Path) -> Path:
     return files[-1]
 
 
-def slurm_states(job_ids: list[str]) -> dict[str, str]:
+def slurm_states(job_ids: list[str]) -> dict[str, str] | None:
     """Job id -> Slurm state (PENDING, RUNNING, ...) of the jobs still in the queue; array tasks
-    as ``ARRAY_TASK``. Jobs that ended are no longer listed (no accounting needed)."""
-    if not job_ids or shutil.which("squeue") is None:
+    as ``ARRAY_TASK``. Jobs that ended are no longer listed (no accounting needed). None when
+    the queue cannot be read (no squeue here, or the controller did not answer)."""
+    if not job_ids:
         return {}
+    if shutil.which("squeue") is None:
+        return None
     arrays = sorted({job.split("_")[0] for job in job_ids})
-    result = subprocess.run(
-        ["squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(arrays)],
-        capture_output=True,
-        text=True,
-    )
+    try:
+        result = subprocess.run(
+            ["squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(arrays)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    if result.returncode != 0 and "Invalid job id" not in result.stderr:
+        return None  # e.g. "slurm_load_jobs error: Socket timed out"
     states = {}
     for line in result.stdout.splitlines():
         parts = line.split()
@@ -96,6 +106,9 @@ def stage_job_status(plan: dict) -> list[StageJobStatus]:
             logs[stage["job_id"]] = stage.get("log")
     queue = slurm_states(list(jobs))
     for job_id, job in jobs.items():
+        if queue is None:
+            job.state = UNKNOWN
+            continue
         state = queue.get(job_id)
         if state is None:
             job.state, job.detail = "ended", last_line(logs[job_id])
@@ -114,6 +127,8 @@ def plan_status(plan_file: Path) -> tuple[dict, list[RunStatus]]:
         ) from None
     jobs = [run["job_id"] for run in plan["runs"] if run.get("job_id")]
     queue = slurm_states(jobs)
+    unreadable = queue is None
+    queue = queue or {}
     statuses = []
     for run in plan["runs"]:
         record, job = Path(run["record"]), run.get("job_id")
@@ -129,6 +144,8 @@ def plan_status(plan_file: Path) -> tuple[dict, list[RunStatus]]:
             state = RUNNING
         elif job in queue:
             state = QUEUED if queue[job] in ("PENDING", "REQUEUED", "CONFIGURING") else queue[job]
+        elif job and unreadable:
+            state, detail = UNKNOWN, "Slurm's queue could not be read (squeue); try again"
         elif job:
             state = ENDED  # cancelled, killed or out of memory before it could write anything
             detail = last_line(run.get("log")) or (
