@@ -20,10 +20,23 @@ TINY = "seed=3,videos_per_class=3,frames=8,size=32"
 QUICK = ["--train", "none", "--shots", "1", "--seeds", "0", "--episodes", "20", "--synth", TINY]
 
 
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    """A tiny synth of this module's own: its runs store features that the session's shared
+    tiny synth must not get (other tests count the frames they embed there)."""
+    from fsarbench.benchmarks.synth import generate_synth
+
+    home = tmp_path_factory.mktemp("plan-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FSARBENCH_HOME", str(home))
+        generate_synth(TINY_SYNTH, progress=False)
+    return home
+
+
 @pytest.fixture
-def home(tiny_synth_home, monkeypatch):
-    monkeypatch.setenv("FSARBENCH_HOME", str(tiny_synth_home))
-    return tiny_synth_home
+def home(generated, monkeypatch):
+    monkeypatch.setenv("FSARBENCH_HOME", str(generated))
+    return generated
 
 
 def test_a_dry_run_prints_the_plan_and_computes_nothing(home, tmp_path, capsys):
