@@ -9,7 +9,9 @@ episodes). ``fsarbench config METHOD BENCHMARK`` prints the result.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+import inspect
 import json
 import os
 from pathlib import Path
@@ -153,12 +155,13 @@ def compose_run_config(
     chosen_backbone = backbone_info(backbone or default_backbone)
     evaluation = read_config(config_path("_base_/evaluation.py"))["evaluation"]
     run_protocol = {k: v for k, v in protocol.items() if k != "k_shots"}
-    run_protocol["n_way"] = int(n_way or protocol["n_way"])
-    run_protocol["k_shot"] = int(k_shot or protocol["k_shots"][0])
+    # None keeps the default; a given 0 stays 0 and is refused below
+    run_protocol["n_way"] = int(protocol["n_way"] if n_way is None else n_way)
+    run_protocol["k_shot"] = int(protocol["k_shots"][0] if k_shot is None else k_shot)
     run_protocol["queries_per_class_test"] = int(
-        queries_per_class or protocol["queries_per_class_test"]
+        protocol["queries_per_class_test"] if queries_per_class is None else queries_per_class
     )
-    run_protocol["test_episodes"] = int(episodes or protocol["test_episodes"])
+    run_protocol["test_episodes"] = int(protocol["test_episodes"] if episodes is None else episodes)
     for key in ("n_way", "k_shot", "queries_per_class_test", "test_episodes"):
         if run_protocol[key] < (2 if key == "n_way" else 1):
             raise FsarbenchError(
@@ -194,6 +197,70 @@ def compose_run_config(
             evaluation=evaluation,
         )
     )
+
+
+# Recipe keys the training reads when they are present (fsarbench.training): settable with
+# --cfg-options under schedule.pretrain and schedule.meta although a recipe may not set them.
+OPTIONAL_RECIPE_KEYS = (
+    "tasks_per_batch",
+    "clip_grad",
+    "paramwise_cfg",
+    "val_interval",
+    "log_interval",
+    "param_scheduler",
+    "seed",
+)
+
+
+def _dotted_keys(value: Any, prefix: str = "") -> list[str]:
+    """Every dotted key of nested dicts, inner nodes included: a.b, a.b.c, ..."""
+    keys = []
+    if isinstance(value, dict):
+        for name, inner in value.items():
+            key = f"{prefix}{name}"
+            keys.append(key)
+            keys.extend(_dotted_keys(inner, key + "."))
+    return keys
+
+
+def _init_parameters(registered_type: str | None) -> list[str]:
+    """The keyword parameters of a registered class's constructor (and its bases')."""
+    from fsarbench.registry import MODELS
+
+    cls = MODELS.get(registered_type) if registered_type else None
+    names: list[str] = []
+    for klass in inspect.getmro(cls) if cls is not None else ():
+        if "__init__" in vars(klass):
+            parameters = inspect.signature(klass.__init__).parameters.values()
+            names += [
+                p.name
+                for p in parameters
+                if p.kind is p.KEYWORD_ONLY
+                or (p.kind is p.POSITIONAL_OR_KEYWORD and p.name != "self")
+            ]
+            if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+                break  # no **kwargs passed on to a base
+    return names
+
+
+def check_cfg_options(config: Config, cfg_options: dict) -> None:
+    """Refuse a ``--cfg-options`` key that names no setting of the run's config (a typo would
+    otherwise be merged in, recorded and silently do nothing), naming the closest keys."""
+    known = set(_dotted_keys(config.to_dict()))
+    known |= {
+        f"schedule.{stage}.{key}" for stage in ("pretrain", "meta") for key in OPTIONAL_RECIPE_KEYS
+    }
+    known |= {f"method.{name}" for name in _init_parameters(config.method.get("type"))}
+    known |= {f"backbone.{name}" for name in _init_parameters(config.backbone.get("type"))}
+    for key in cfg_options:
+        if key in known:
+            continue
+        close = difflib.get_close_matches(key, sorted(known), n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        raise FsarbenchError(
+            f"--cfg-options {key}: the {config.method.get('type')} run config has no such setting",
+            f"{hint}`fsarbench config {config.method.get('type')}` lists the settings",
+        )
 
 
 def canonical_json(value: Any) -> str:

@@ -2,26 +2,47 @@
 
 A baseline file holds, for every run it covers, the run's identity (method, backbone,
 training, benchmark, way, shot, seed), its protocol version and episode-set hash, and its
-per-episode accuracies, so that a later run can be tested against it episode by episode
-(``fsarbench.compare``). A method fails the gate only when it is worse by more than the noise
-allows: a paired t-test below ``alpha`` *and* a drop of at least ``min_effect`` points. A run
-the baseline has and the results lack fails too (a method that stops running is a regression
-the leaderboard would hide).
+per-episode accuracies, so that a later run can be tested against it on the same episodes
+(``fsarbench.compare``). It may hold several **training replicates** of each run (``fsarbench
+run --replicate R``: the same test episodes, pretraining and training under other seeds).
+
+Two noise models, by what the baseline holds:
+
+- **training replicates** (two or more): the current run is one more draw of the training, so
+  it is compared with the replicates' mean accuracy through their spread: ``t = d / (s *
+  sqrt(1 + 1/n))`` (``d``: the difference, ``n``: replicates, ``s``: the larger of the row's
+  standard deviation over its replicate means and the one pooled over every row of the
+  baseline, on the pooled degrees of freedom), a prediction interval for a new replicate.
+  This is the model that holds on another machine, where float differences over hundreds of
+  training iterations change the weights as the replicates' perturbation does
+  (``fsarbench.replicates``).
+- **one replicate**: a paired t-test over the episodes. It only allows for the episodes, so
+  it holds where training is bit-identical (same machine, same versions).
+
+A method fails the gate only when it is worse by more than the noise allows: ``p`` below
+``alpha`` *and* a drop of at least ``min_effect`` points. A run the baseline has and the
+results lack fails too (a method that stops running is a regression the leaderboard would
+hide).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+from scipy import stats
 
 from fsarbench import __version__
 from fsarbench.compare import PairedDifference, paired_runs, pooled_difference
 from fsarbench.errors import FsarbenchError
 from fsarbench.fileio import atomic_write_text
-from fsarbench.results import RunRecord
+from fsarbench.results import RunRecord, accuracy_problem
 
-BASELINE_SCHEMA = 1
+BASELINE_SCHEMA = 2  # 2: training replicates (``replicate``), validated accuracies
+READABLE_SCHEMAS = (1, 2)
 ROW_KEYS = ("method", "backbone", "training", "benchmark", "n_way", "k_shot")
 # What a baseline keeps of each record: identity, protocol, episodes.
 KEPT_FIELDS = (
@@ -35,18 +56,35 @@ KEPT_FIELDS = (
     "acc_mean",
     "acc_ci95",
     "episode_accuracies",
+    "replicate",
 )
 DEFAULT_ALPHA = 0.01
 DEFAULT_MIN_EFFECT = 1.0  # accuracy points
 
 
 def write_baseline(records: list[RunRecord], path: Path, git_commit: str | None) -> None:
+    """``records``: every replicate of every run (``load_records(..., replicates=True)``)."""
     if not records:
         raise FsarbenchError("no result records to make a baseline of", "run the suite first")
+    counts = {}
+    for record in records:
+        key = (*(getattr(record, k) for k in ROW_KEYS), record.seed)
+        counts.setdefault(key, set()).add(record.replicate)
+    uneven = sorted({len(replicates) for replicates in counts.values()})
+    if len(uneven) > 1 or any(0 not in replicates for replicates in counts.values()):
+        raise FsarbenchError(
+            f"the runs have different sets of training replicates ({', '.join(map(str, uneven))} "
+            "per run); a baseline needs the same replicates, 0 among them, of every run",
+            "run the suite with each --replicate into the same results folder "
+            "(tools/gate_suite.sh DIR --write)",
+        )
     runs = [{name: getattr(r, name) for name in KEPT_FIELDS} for r in records]
-    runs.sort(key=lambda run: tuple(str(run[k]) for k in (*ROW_KEYS, "seed")))
+    runs.sort(key=lambda run: tuple(str(run[k]) for k in (*ROW_KEYS, "seed", "replicate")))
     header = dict(
-        schema_version=BASELINE_SCHEMA, fsarbench_version=__version__, git_commit=git_commit
+        schema_version=BASELINE_SCHEMA,
+        fsarbench_version=__version__,
+        git_commit=git_commit,
+        replicates=uneven[0],
     )
     # one run per line: a reviewable diff when a baseline is updated
     lines = ",\n".join(json.dumps(run) for run in runs)
@@ -65,19 +103,25 @@ def load_baseline(path: Path) -> list[RunRecord]:
         ) from None
     except (OSError, json.JSONDecodeError) as error:
         raise FsarbenchError(f"baseline {path} is not readable JSON ({error})") from None
-    if not isinstance(payload, dict) or payload.get("schema_version") != BASELINE_SCHEMA:
+    rewrite = "write the baseline again with `fsarbench check --write-baseline FILE`"
+    if not isinstance(payload, dict) or payload.get("schema_version") not in READABLE_SCHEMAS:
         raise FsarbenchError(
-            f"{path} is not an fsarbench baseline of schema {BASELINE_SCHEMA}",
-            "write it again with `fsarbench check --write-baseline FILE`",
+            f"{path} is not an fsarbench baseline of schema {BASELINE_SCHEMA}", rewrite
         )
+    entries = payload.get("runs")
+    if not isinstance(entries, list) or not entries:
+        raise FsarbenchError(f"baseline {path} holds no runs: it would pass anything", rewrite)
     runs = []
-    for index, run in enumerate(payload.get("runs", [])):
+    for index, run in enumerate(entries):
+        if not isinstance(run, dict):
+            raise FsarbenchError(f"{path}: run {index} is not an object", rewrite)
+        run = {"replicate": 0, **run}  # schema 1: one replicate
         missing = [name for name in KEPT_FIELDS if name not in run]
         if missing:
-            raise FsarbenchError(
-                f"{path}: run {index} lacks {', '.join(missing)}",
-                "write the baseline again with `fsarbench check --write-baseline FILE`",
-            )
+            raise FsarbenchError(f"{path}: run {index} lacks {', '.join(missing)}", rewrite)
+        problem = accuracy_problem(run["episode_accuracies"], run["n_episodes"], run["acc_mean"])
+        if problem:
+            raise FsarbenchError(f"{path}: run {index} ({run['method']}): {problem}", rewrite)
         runs.append(_partial_record(run))
     return runs
 
@@ -120,6 +164,7 @@ class GateRow:
     ci95: float | None
     p_value: float | None
     status: str  # ok | improved | REGRESSION | MISSING | FAILED | new
+    noise: str = ""  # the noise model: "episodes", or "N replicates"
 
     @property
     def failed(self) -> bool:
@@ -180,9 +225,10 @@ def check_results(
     if min_effect < 0.0:
         raise FsarbenchError(f"the minimum effect must be at least 0 points, got {min_effect}")
     expected_groups, actual_groups = _group(baseline), _group(current)
-    rows = []
-    for key, expected in sorted(expected_groups.items(), key=lambda item: str(item[0])):
-        actual = actual_groups.get(key, [])
+    rows, compared_rows = [], []
+    for key, replicates in sorted(expected_groups.items(), key=lambda item: str(item[0])):
+        actual = [r for r in actual_groups.get(key, []) if r.replicate == 0]
+        expected = [r for r in replicates if r.replicate == 0]
         _refuse_other_protocols(expected, actual)
         name = " ".join(str(part) for part in key[:3])
         pairs = paired_runs(actual, expected, f"the results and the baseline for {name}")
@@ -191,9 +237,18 @@ def check_results(
         if missing:
             rows.append(_row(key, f"missing seed {', '.join(map(str, missing))}", None, "MISSING"))
         if pairs:
-            result = pooled_difference(pairs)
-            seeds = ",".join(str(new.seed) for new, _ in pairs)
-            rows.append(_row(key, seeds, result, _status(result, alpha, min_effect)))
+            compared_rows.append((key, pairs, _replicate_means(replicates, compared)))
+    noisy = [means for _, _, means in compared_rows if len(means) >= 2 and np.std(means) > 0.0]
+    pooled = pooled_training_noise(noisy)
+    for key, pairs, means in compared_rows:
+        seeds = ",".join(str(new.seed) for new, _ in pairs)
+        if pooled is not None and len(means) >= 2 and np.std(means) > 0.0:
+            current = float(np.mean([new.acc_mean for new, _ in pairs]))
+            result = replicate_difference(current, means, *pooled)
+            noise = f"{len(means)} replicates"
+        else:  # one replicate, or training that no seed changes: the episodes alone
+            result, noise = pooled_difference(pairs), "episodes"
+        rows.append(_row(key, seeds, result, _status(result, alpha, min_effect), noise))
     for key, actual in sorted(actual_groups.items(), key=lambda item: str(item[0])):
         if key not in expected_groups:
             seeds = ",".join(str(r.seed) for r in sorted(actual, key=lambda r: r.seed))
@@ -210,6 +265,49 @@ def check_results(
     return rows
 
 
+def _replicate_means(replicates: list[RunRecord], seeds: set[int]) -> list[float]:
+    """Per training replicate, its mean accuracy over ``seeds`` (replicates all seeds have)."""
+    by_replicate: dict[int, dict[int, float]] = {}
+    for record in replicates:
+        if record.seed in seeds:
+            by_replicate.setdefault(record.replicate, {})[record.seed] = record.acc_mean
+    return [
+        float(np.mean(list(accs.values())))
+        for _, accs in sorted(by_replicate.items())
+        if set(accs) == seeds
+    ]
+
+
+def pooled_training_noise(rows: list[list[float]]) -> tuple[float, int] | None:
+    """The replicates' standard deviation pooled over the rows (percent) and its degrees of
+    freedom, sum(n_i - 1): a few replicates per row pin a row's own spread down poorly (two
+    give one degree of freedom), the rows of one suite together do. None without rows."""
+    if not rows:
+        return None
+    freedom = sum(len(means) - 1 for means in rows)
+    variance = sum((len(means) - 1) * float(np.var(means, ddof=1)) for means in rows) / freedom
+    return math.sqrt(variance), freedom
+
+
+def replicate_difference(
+    current: float, replicates: list[float], pooled_sd: float, freedom: int
+) -> PairedDifference:
+    """``current - mean(replicates)`` (percent) under the training-noise model: the current
+    run as one more replicate, ``t = d / (s * sqrt(1 + 1/n))`` with ``s`` the larger of the
+    row's own spread and the suite's pooled one (a noisier row keeps its own), on the pooled
+    degrees of freedom; ``ci95``: the 95% half-width of that prediction interval.
+    (``n_pairs``: replicates.)"""
+    values = np.asarray(replicates, dtype=np.float64)  # [n] percent
+    n = values.size
+    expected = float(values.mean())
+    spread = max(float(values.std(ddof=1)), pooled_sd)
+    scale = spread * math.sqrt(1.0 + 1.0 / n)
+    difference = current - expected
+    p_value = float(2.0 * stats.t.sf(abs(difference) / scale, df=freedom))
+    ci95 = float(stats.t.ppf(0.975, df=freedom) * scale)
+    return PairedDifference(n, current, expected, difference, ci95, p_value)
+
+
 def _status(result: PairedDifference, alpha: float, min_effect: float) -> str:
     significant = result.p_value < alpha
     if significant and result.difference <= -min_effect:
@@ -219,7 +317,9 @@ def _status(result: PairedDifference, alpha: float, min_effect: float) -> str:
     return "ok"
 
 
-def _row(key: tuple, seeds: str, result: PairedDifference | None, status: str) -> GateRow:
+def _row(
+    key: tuple, seeds: str, result: PairedDifference | None, status: str, noise: str = ""
+) -> GateRow:
     if result is None:
         return GateRow(*key, seeds, None, None, None, None, None, status)  # type: ignore[misc]
     return GateRow(
@@ -232,4 +332,5 @@ def _row(key: tuple, seeds: str, result: PairedDifference | None, status: str) -
         result.ci95,
         result.p_value,
         status,
+        noise,
     )

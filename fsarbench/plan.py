@@ -26,6 +26,7 @@ from pathlib import Path
 
 from fsarbench.config import canonical_json, training_tag
 from fsarbench.fileio import atomic_write_text
+from fsarbench.replicates import replicate_of
 from fsarbench.results import failure_path
 from fsarbench.runs import ResolvedRun, RunRequest, SuiteOptions, resolve_run
 
@@ -170,7 +171,9 @@ def _stages_of(planner: _Planner, run: ResolvedRun) -> list[int]:
         from fsarbench.training import pretrain_seed
 
         stage_seed = pretrain_seed(config, request.seed)
-        recipe = canonical_json([schedule["pretrain"], config.backbone, config.get("amp")])
+        recipe = canonical_json(
+            [schedule["pretrain"], config.backbone, config.get("amp"), replicate_of(config)]
+        )
         identity = ("pretrain", data_key, recipe, stage_seed, str(options.weights))
         source = identity
         source_index = planner.stage(
@@ -179,7 +182,8 @@ def _stages_of(planner: _Planner, run: ResolvedRun) -> list[int]:
         planner.add_representative(source_index, request, kind)
         needs.append(source_index)
     elif not options.weights:
-        source = (*source, request.seed)  # each seed initialises its own backbone
+        # each seed (and training replicate) initialises its own backbone
+        source = (*source, request.seed, replicate_of(config))
     mode = schedule["mode"]
     splits = []
     if mode == "frozen":
@@ -228,7 +232,12 @@ def _initial_hash(planner: _Planner, run: ResolvedRun, seed: int) -> str:
 
     options = planner.options
     weights = options.weights if options.weights is not None and options.weights.is_file() else None
-    identity = ("initial", canonical_json(run.config.backbone), None if weights else seed, weights)
+    identity = (
+        "initial",
+        canonical_json(run.config.backbone),
+        None if weights else (seed, replicate_of(run.config)),
+        weights,
+    )
 
     def compute() -> str:
         backbone = initial_backbone(run.config, seed)

@@ -8,8 +8,11 @@ record exists (with the same config hash) is not run again.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+import math
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
+
+import numpy as np
 
 from fsarbench.errors import FsarbenchError
 from fsarbench.fileio import atomic_write_text
@@ -66,16 +69,25 @@ class RunRecord:
     pretrained_on: list[str] = field(default_factory=list)
     leakage: list[str] = field(default_factory=list)
     amp: str | None = None  # the backbone's autocast (bf16 / fp16, --amp); None: float32
+    # Training replicate (--replicate): 0 is the run; R > 0 trains it again from initial
+    # weights perturbed at float rounding's scale (fsarbench.replicates), for the gate's model
+    # of training noise.
+    replicate: int = 0
     schema_version: int = SCHEMA_VERSION
     notes: list[str] = field(default_factory=list)
 
     @property
     def run_name(self) -> str:
-        return run_name(self.protocol_name, self.n_way, self.k_shot, self.n_episodes, self.seed)
+        return run_name(
+            self.protocol_name, self.n_way, self.k_shot, self.n_episodes, self.seed, self.replicate
+        )
 
 
-def run_name(protocol: str, n_way: int, k_shot: int, episodes: int, seed: int) -> str:
-    return f"{protocol}-{n_way}way-{k_shot}shot-{episodes}ep-seed{seed}"
+def run_name(
+    protocol: str, n_way: int, k_shot: int, episodes: int, seed: int, replicate: int = 0
+) -> str:
+    name = f"{protocol}-{n_way}way-{k_shot}shot-{episodes}ep-seed{seed}"
+    return name if replicate == 0 else f"{name}-rep{replicate}"
 
 
 def record_path(
@@ -100,14 +112,56 @@ def load_record(path: Path) -> RunRecord:
             "re-run it with --force",
         )
     known = {f.name for f in fields(RunRecord)}
+    required = [
+        f for f in fields(RunRecord) if MISSING is f.default and MISSING is f.default_factory
+    ]
+    missing = [f.name for f in required if f.name not in data]
+    if missing:
+        raise FsarbenchError(
+            f"{path} is not a complete result record (no {', '.join(missing)})",
+            "delete it and run that run again",
+        )
+    problem = accuracy_problem(data["episode_accuracies"], data["n_episodes"], data["acc_mean"])
+    if problem:
+        raise FsarbenchError(
+            f"{path} cannot be trusted: {problem}", "delete it and run that run again"
+        )
     return RunRecord(**{k: v for k, v in data.items() if k in known})
 
 
-def load_records(results_dir: Path) -> list[RunRecord]:
+def accuracy_problem(accuracies, n_episodes, acc_mean) -> str | None:
+    """Why per-episode accuracies cannot be compared (None when they can): not a list of
+    ``n_episodes`` finite fractions in [0, 1] whose mean is ``acc_mean`` (percent)."""
+    if not isinstance(accuracies, list) or not isinstance(n_episodes, int):
+        return "its per-episode accuracies are not a list with an episode count"
+    if len(accuracies) != n_episodes or n_episodes < 2:
+        return f"{len(accuracies)} per-episode accuracies for {n_episodes} episodes"
+    values = np.asarray(
+        [
+            a if isinstance(a, (int, float)) and not isinstance(a, bool) else math.nan
+            for a in accuracies
+        ],
+        dtype=np.float64,
+    )
+    bad = np.flatnonzero(~np.isfinite(values) | (values < 0.0) | (values > 1.0))
+    if bad.size:
+        return (
+            f"{bad.size} per-episode accuracies are not numbers in [0, 1] (episode {bad[0]}: "
+            f"{accuracies[bad[0]]!r})"
+        )
+    if not isinstance(acc_mean, (int, float)) or not abs(100.0 * values.mean() - acc_mean) < 1e-3:
+        return f"its mean accuracy {acc_mean!r} is not the mean of its episodes"
+    return None
+
+
+def load_records(results_dir: Path, replicates: bool = False) -> list[RunRecord]:
+    """The records under ``results_dir``; training replicates beyond the first (R > 0, the
+    gate's noise model) only with ``replicates``: a leaderboard row is replicate 0."""
     runs = results_dir / "runs"
     if not runs.is_dir():
         return []
-    return [load_record(p) for p in sorted(runs.rglob("*.json")) if not is_failure_file(p)]
+    records = [load_record(p) for p in sorted(runs.rglob("*.json")) if not is_failure_file(p)]
+    return records if replicates else [r for r in records if r.replicate == 0]
 
 
 # --- failed runs ---------------------------------------------------------------------------

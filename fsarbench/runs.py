@@ -32,7 +32,12 @@ from fsarbench.benchmarks.prepare import require_prepared
 from fsarbench.benchmarks.registry import Benchmark, get_benchmark
 from fsarbench.benchmarks.synth import SynthConfig, ensure_synth
 from fsarbench.breakdown import order_pair_breakdown
-from fsarbench.config import compose_run_config, config_hash, training_tag
+from fsarbench.config import (
+    check_cfg_options,
+    compose_run_config,
+    config_hash,
+    training_tag,
+)
 from fsarbench.data.benchmark import BenchmarkData, benchmark_is_prepared, load_benchmark_data
 from fsarbench.data.episodes import EpisodeDrawer, EpisodeSpec, episode_set_for, split_videos
 from fsarbench.distributed import (
@@ -44,6 +49,7 @@ from fsarbench.distributed import (
 )
 from fsarbench.errors import FsarbenchError
 from fsarbench.evaluation import evaluate_from_features, evaluate_per_episode
+from fsarbench.features import DTYPES as FEATURE_DTYPES
 from fsarbench.features import FeatureStore, weights_hash
 from fsarbench.leakage import check_leakage, leakage_for
 from fsarbench.locks import compute_once, journal_stage, stage_lock
@@ -51,6 +57,7 @@ from fsarbench.names import benchmark_key, method_needs_text
 from fsarbench.paths import data_dir
 from fsarbench.provenance import git_commit, package_versions
 from fsarbench.registry import MODELS
+from fsarbench.replicates import perturb_model
 from fsarbench.results import (
     RunFailure,
     RunRecord,
@@ -95,6 +102,9 @@ class SuiteOptions:
     # none: one process; pytorch (torchrun) or slurm (srun): this process is one rank of a
     # DDP run (MMEngine's launchers)
     launcher: str = "none"
+    # training replicate: R > 0 trains from perturbed initial weights (fsarbench.replicates;
+    # the gate's baseline holds several); recorded, and part of the run's identity
+    replicate: int = 0
 
 
 def suite_run_config(
@@ -133,7 +143,16 @@ def suite_run_config(
                 # recorded apart, and never matched to the papers' numbers for the name
                 config.backbone_name = info.name + CUSTOM_SUFFIX
     if options.cfg_options:
+        check_cfg_options(config, options.cfg_options)
         config.merge_from_dict(options.cfg_options)
+        dtype = config.evaluation["feature_dtype"]
+        if dtype not in FEATURE_DTYPES:
+            raise FsarbenchError(
+                f"evaluation.feature_dtype {dtype!r} is not a dtype the feature store keeps",
+                f"use one of {', '.join(FEATURE_DTYPES)}",
+            )
+    if options.replicate:  # absent for replicate 0: its config, so its identity, as before
+        config.schedule["replicate"] = int(options.replicate)
     return config
 
 
@@ -211,6 +230,7 @@ def resolve_run(request: RunRequest, options: SuiteOptions, prepare: bool = True
         protocol["k_shot"],
         protocol["test_episodes"],
         request.seed,
+        options.replicate,
     )
     # a mixed-precision run is its own row everywhere (report, compare, gate): its numbers
     # are not float32's
@@ -235,6 +255,7 @@ def build_model(run: ResolvedRun, options: SuiteOptions, device: str):
     """The run's model: initialised under its seed, the --weights loaded, class names set."""
     torch.manual_seed(run.request.seed)  # the model's initialisation is part of the seed
     model = MODELS.build(dict(**run.config.method, backbone=run.config.backbone))
+    perturb_model(model, run.config, run.request.seed)  # a training replicate's (R > 0)
     if options.weights is not None and options.weights.is_file():
         load_backbone_weights(model.backbone, options.weights)
     model.amp = options.amp
@@ -408,6 +429,7 @@ def _compute_run(
         git_commit=git_commit(),
         device=device,
         amp=options.amp,
+        replicate=options.replicate,
         wall_time_s=round(time.perf_counter() - started, 3),
         embed_frame_forwards=int(frame_forwards),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -50,6 +50,7 @@ from fsarbench.fileio import atomic_write_text
 from fsarbench.locks import compute_once
 from fsarbench.paths import cache_dir, data_dir
 from fsarbench.registry import LOOPS, METRICS, MODELS
+from fsarbench.replicates import BACKBONE, perturb_initial_weights
 from fsarbench.stats import mean_and_ci95
 
 if TYPE_CHECKING:
@@ -706,7 +707,10 @@ def initial_backbone(config, seed: int):
     pretraining stage's identity hashes. (Every method builds its backbone first, so this
     equals the model's own backbone under the same seed.)"""
     torch.manual_seed(seed)
-    return MODELS.build(config.backbone)
+    backbone = MODELS.build(config.backbone)
+    # a training replicate's perturbation, as build_model gives the model's own backbone
+    perturb_initial_weights(list(backbone.named_parameters()), config, seed, BACKBONE)
+    return backbone
 
 
 def pretrain_seed(config, seed: int) -> int:
@@ -788,13 +792,16 @@ def train_model(
         return None
     recipe = schedule["meta"]
     tag = training_tag(schedule)
+    # The stage's identity: the run's config and the weights it starts from (the pretraining's
+    # output, or the initialisation): a pretraining computed anew is never followed by an
+    # episodic training that was trained on another.
     work_dir = (
         work_root()
         / data.key
         / method
         / f"{config.backbone_name}-{tag}"
         / f"{protocol['name']}-{protocol['n_way']}way-{protocol['k_shot']}shot-seed{seed}"
-        f"-{config_hash(config)[:12]}"
+        f"-{config_hash(config)[:12]}-{weights_hash(model)[:12]}"
     )
     drawer = EpisodeDrawer(
         data.videos("train"),

@@ -130,6 +130,111 @@ def test_check_command_exit_codes(tmp_path, capsys):
         main(["check", "--baseline", str(baseline), "--write-baseline", str(baseline)])
 
 
+def replicated(accuracies, replicates, spread_share, seed=0, generator=None):
+    """``replicates`` training replicates of one run: replicate r loses a random share of
+    correct queries (``spread_share`` * r / replicates), a spread as retraining gives."""
+    generator = generator or np.random.default_rng(seed + 100)
+    return [
+        degraded(accuracies, spread_share * r / replicates, generator) for r in range(replicates)
+    ]
+
+
+def replicate_suite(method, runs, seed=0):
+    return [
+        make_record(method, accuracies, seed=seed, replicate=r) for r, accuracies in enumerate(runs)
+    ]
+
+
+def test_training_replicates_set_the_noise_a_fresh_machine_is_judged_by():
+    runs = replicated(EPISODES, 5, 0.15)
+    baseline = replicate_suite("trx", runs)
+    means = [100 * float(np.mean(a)) for a in runs]
+    spread = float(np.std(means, ddof=1))
+    assert 1.0 < spread < 3.0  # points: what retraining does on the same episodes
+    # another machine: training noise within the replicates' spread (here: their mean) passes,
+    # although a paired test over the episodes alone calls the same change significant
+    other_machine = degraded(EPISODES, 0.075, np.random.default_rng(7))
+    rows = check_results([make_record("trx", other_machine)], baseline)
+    assert rows[0].status == "ok" and rows[0].noise == "5 replicates"
+    one_replicate = check_results([make_record("trx", other_machine)], baseline[:1])
+    assert one_replicate[0].noise == "episodes" and one_replicate[0].status == "REGRESSION"
+    # a real regression: far beyond the replicates' spread
+    worse = degraded(EPISODES, 0.6, np.random.default_rng(8))
+    rows = check_results([make_record("trx", worse)], baseline)
+    assert rows[0].status == "REGRESSION" and rows[0].difference < -6 * spread
+    # replicates that do not differ (nothing seeded is trained): the episodes are the noise
+    same = replicate_suite("protonet", [EPISODES] * 3)
+    rows = check_results([make_record("protonet", degraded(EPISODES, 0.3))], same)
+    assert rows[0].noise == "episodes" and rows[0].status == "REGRESSION"
+
+
+def test_a_baseline_needs_the_same_replicates_of_every_run(tmp_path):
+    runs = replicate_suite("trx", replicated(EPISODES, 3, 0.1)) + replicate_suite(
+        "otam", replicated(EPISODES, 2, 0.1)
+    )
+    with pytest.raises(FsarbenchError, match="different sets of training replicates"):
+        write_baseline(runs, tmp_path / "b.json", None)
+    assert not (tmp_path / "b.json").exists()
+    good = replicate_suite("trx", replicated(EPISODES, 3, 0.1))
+    write_baseline(good, tmp_path / "b.json", None)
+    header = json.loads((tmp_path / "b.json").read_text())
+    assert header["replicates"] == 3 and len(load_baseline(tmp_path / "b.json")) == 3
+
+
+FOOLING = {
+    # a NaN in one episode's accuracy (json writes NaN): its mean would be NaN, never "worse"
+    "one NaN episode": lambda run: run["episode_accuracies"].__setitem__(3, float("nan")),
+    "a mean that is NaN": lambda run: run.__setitem__("acc_mean", float("nan")),
+    "fewer accuracies than episodes": lambda run: run["episode_accuracies"].pop(),
+    "an accuracy above 1": lambda run: run["episode_accuracies"].__setitem__(0, 5.0),
+    "an accuracy that is text": lambda run: run["episode_accuracies"].__setitem__(0, "0.8"),
+    "a mean that is not its episodes'": lambda run: run.__setitem__("acc_mean", 99.0),
+}
+FOOLING_MESSAGES = {
+    "one NaN episode": "not numbers in \\[0, 1\\]",
+    "a mean that is NaN": "is not the mean of its episodes",
+    "fewer accuracies than episodes": "399 per-episode accuracies for 400 episodes",
+    "an accuracy above 1": "not numbers in \\[0, 1\\]",
+    "an accuracy that is text": "not numbers in \\[0, 1\\]",
+    "a mean that is not its episodes'": "is not the mean of its episodes",
+}
+
+
+@pytest.mark.parametrize("case", sorted(FOOLING))
+def test_a_baseline_or_record_that_could_fool_the_gate_is_refused(case, tmp_path, capsys):
+    good = tmp_path / "good"
+    write_records(suite({"protonet": EPISODES}, seeds=(0,)), good)
+    baseline = tmp_path / "baseline.json"
+    assert main(["check", "--write-baseline", str(baseline), "--results-dir", str(good)]) == 0
+    payload = json.loads(baseline.read_text())
+    FOOLING[case](payload["runs"][0])
+    bad_baseline = tmp_path / "bad-baseline.json"
+    bad_baseline.write_text(json.dumps(payload))
+    capsys.readouterr()
+    assert main(["check", "--baseline", str(bad_baseline), "--results-dir", str(good)]) == 2
+    err = capsys.readouterr().err
+    assert "bad-baseline.json" in err and "Traceback" not in err
+    with pytest.raises(FsarbenchError, match=FOOLING_MESSAGES[case]):
+        load_baseline(bad_baseline)
+    # the same damage in a result record: refused where it is read, naming the file
+    record_file = next((good / "runs").rglob("*.json"))
+    record = json.loads(record_file.read_text())
+    FOOLING[case](record)
+    record_file.write_text(json.dumps(record))
+    assert main(["check", "--baseline", str(baseline), "--results-dir", str(good)]) == 2
+    err = capsys.readouterr().err
+    assert record_file.name in err and "Traceback" not in err
+
+
+def test_an_empty_baseline_is_refused(tmp_path, capsys):
+    good = tmp_path / "good"
+    write_records(suite({"protonet": EPISODES}, seeds=(0,)), good)
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"schema_version": 2, "runs": []}))
+    assert main(["check", "--baseline", str(empty), "--results-dir", str(good)]) == 2
+    assert "holds no runs" in capsys.readouterr().err
+
+
 @pytest.fixture
 def home(tiny_synth_home, tmp_path, monkeypatch):
     # a copy: the runs below store features, which other tests expect not to find
@@ -168,3 +273,47 @@ def test_the_gate_catches_a_planted_regression_in_a_real_run(home, tmp_path, mon
     assert (
         main(["check", "--baseline", str(baseline), "--results-dir", str(tmp_path / "broken")]) == 1
     )
+
+
+def test_replicates_of_a_real_run_make_a_baseline_that_an_unchanged_run_passes(
+    home, tmp_path, monkeypatch, capsys
+):
+    """From an empty stage cache: five replicates of ProtoNet on its backbone as initialised:
+    their weights differ (perturbed at rounding's scale) but, with no training to amplify the
+    perturbation, not their accuracies, so the gate falls back to the episodes; the unchanged
+    run passes. (Replicates that differ, and a planted bug against them, are tested on built
+    records above and by CI on the gate's real suite, tools/gate_regression.py.)"""
+
+    def suite_run(results, replicate=0):
+        options = SuiteOptions(
+            results_dir=results,
+            progress=False,
+            synth=TINY_SYNTH,
+            training="none",
+            replicate=replicate,
+        )
+        return run_one("protonet", get_benchmark("synth"), None, 1, 0, 200, None, options)
+
+    trusted = tmp_path / "trusted"
+    outcomes = [suite_run(trusted, replicate) for replicate in range(5)]
+    records = [outcome.record for outcome in outcomes]
+    assert [outcome.path.name for outcome in outcomes[:2]] == [
+        "synth-5way-5way-1shot-200ep-seed0.json",
+        "synth-5way-5way-1shot-200ep-seed0-rep1.json",
+    ]
+    # perturbed initialisations, the same test episodes
+    assert len({r.backbone_weights_hash for r in records}) == 5
+    assert len({r.episode_set_hash for r in records}) == 1
+    assert [r.replicate for r in records] == [0, 1, 2, 3, 4]
+    assert len({tuple(r.episode_accuracies) for r in records}) == 1
+    baseline = tmp_path / "baseline.json"
+    assert main(["check", "--write-baseline", str(baseline), "--results-dir", str(trusted)]) == 0
+    assert "5 training replicates" in capsys.readouterr().out
+    # the leaderboard reads replicate 0 only
+    assert main(["report", "--results-dir", str(trusted)]) == 0
+    assert "(1×200)" in capsys.readouterr().out
+
+    suite_run(tmp_path / "unchanged")
+    unchanged = ["check", "--baseline", str(baseline), "--results-dir", str(tmp_path / "unchanged")]
+    assert main(unchanged) == 0
+    assert "| episodes " in capsys.readouterr().out

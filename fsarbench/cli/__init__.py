@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
+import traceback
 
 from fsarbench import __version__
 from fsarbench.cli import check, compare, config, data, ls, report, run, status
@@ -12,7 +14,18 @@ from fsarbench.errors import FsarbenchError
 
 SUBCOMMANDS = (run, status, report, compare, check, data, ls, config)
 EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 3  # a bug: never 1 (a regression in `check`) or 2 (bad input)
 EXIT_INTERRUPTED = 130
+# What the filesystem refuses: a user's problem with a fix, not fsarbench's bug.
+STORAGE_ERRORS = {
+    errno.ENOSPC: "free space there, or point --results-dir / FSARBENCH_HOME elsewhere",
+    errno.EDQUOT: "free space within your quota, or point --results-dir / FSARBENCH_HOME elsewhere",
+    errno.EACCES: "make it writable, or point --results-dir / FSARBENCH_HOME elsewhere",
+    errno.EPERM: "make it writable, or point --results-dir / FSARBENCH_HOME elsewhere",
+    errno.EROFS: "the filesystem is read-only: point --results-dir / FSARBENCH_HOME elsewhere",
+    errno.ENOTDIR: "a file stands where a folder is needed: move it, or choose another path",
+    errno.EISDIR: "a folder stands where a file is needed: move it, or choose another path",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,8 +53,32 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except KeyboardInterrupt:
-        stderr.print("interrupted: nothing half-written was kept")
+        stderr.print(
+            "interrupted: nothing half-written was kept; the same command resumes (finished runs "
+            "and stages are kept, a training goes on from its last checkpoint)"
+        )
         return EXIT_INTERRUPTED
+    except OSError as error:
+        if error.errno not in STORAGE_ERRORS:
+            return _internal_error(error)
+        where = error.filename or "a file"
+        problem = f"[bold red]error:[/] cannot write to {where}: {error.strerror}"
+        stderr.print(problem, markup=True, soft_wrap=True)
+        stderr.print(f"  [bold]fix:[/] {STORAGE_ERRORS[error.errno]}", markup=True, soft_wrap=True)
+        return EXIT_BAD_INPUT
+    except Exception as error:  # a bug: said as one, with its traceback
+        return _internal_error(error)
+
+
+def _internal_error(error: BaseException) -> int:
+    sys.stderr.write("".join(traceback.format_exception(error)))
+    stderr.print(
+        f"[bold red]internal error:[/] {type(error).__name__}: {error} (a bug in fsarbench "
+        f"{__version__}; please report it with the traceback above)",
+        markup=True,
+        soft_wrap=True,
+    )
+    return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

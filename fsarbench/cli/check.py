@@ -27,8 +27,10 @@ def register(subparsers) -> None:
         "check",
         help="fail when results regress against a committed baseline",
         description="Compares the results with a baseline on the same episode sets. Exit 1 "
-        "when a method is significantly worse (paired test below --alpha) by at least "
-        "--min-effect points, or when a baseline run is missing; 2 on bad input.",
+        "when a method is significantly worse (below --alpha, under the training noise of the "
+        "baseline's replicates, or a paired test over episodes for a baseline of one) by at "
+        "least --min-effect points, when a baseline run is missing or a run failed; 2 on bad "
+        "input (a baseline or record that cannot be compared).",
     )
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--baseline", type=Path, help="baseline file to check against")
@@ -55,7 +57,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    records, failures = load_records(args.results_dir), load_failures(args.results_dir)
+    records = load_records(args.results_dir, replicates=args.write_baseline is not None)
+    failures = load_failures(args.results_dir)
     if args.write_baseline is not None:
         if failures:
             raise FsarbenchError(
@@ -64,7 +67,11 @@ def run(args: argparse.Namespace) -> int:
                 "run the suite again until it finishes (`fsarbench status` shows the errors)",
             )
         write_baseline(records, args.write_baseline, git_commit())
-        print(f"wrote {args.write_baseline}: {len(records)} runs from {args.results_dir}")
+        replicates = len({r.replicate for r in records})
+        print(
+            f"wrote {args.write_baseline}: {len(records)} runs ({replicates} training "
+            f"replicates) from {args.results_dir}"
+        )
         return 0
     rows = check_results(
         records, load_baseline(args.baseline), args.alpha, args.min_effect, failures
@@ -87,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
                 if row.difference is None
                 else f"{row.difference:+.2f} ± {row.ci95:.2f}",
                 "p": "–" if row.p_value is None else format_p(row.p_value),
+                "noise": row.noise or "–",
                 "status": row.status,
             }
             for row in rows
@@ -96,8 +104,10 @@ def run(args: argparse.Namespace) -> int:
     failed = [row for row in rows if row.failed]
     print(
         f"\nexpected: the baseline {args.baseline}; actual: {args.results_dir}. A run fails "
-        f"when it is worse by at least {args.min_effect} points with p < {args.alpha} "
-        f"({TEST_NAME}), is missing, or raised."
+        f"when it is worse by at least {args.min_effect} points with p < {args.alpha}, is "
+        f"missing, or raised. Noise: 'N replicates' compares the run with the spread of the "
+        f"baseline's N training replicates (a t prediction interval); 'episodes' is a paired "
+        f"test over the episodes ({TEST_NAME})."
     )
     if failed:
         print(f"FAILED: {len(failed)} of {len(rows)} rows")

@@ -42,6 +42,53 @@ def int_list(text: str) -> list[int]:
     return values
 
 
+# (option, smallest value, largest value): checked before anything runs
+COUNT_LIMITS = (
+    ("ways", 2, 1000),
+    ("shots", 1, 1000),
+    ("queries", 1, 1000),
+    ("episodes", 1, 10_000_000),
+    ("seeds", 0, 2**32 - 1),  # numpy's seed range
+    ("replicate", 0, 2**32 - 1),
+)
+
+
+def check_counts(args: argparse.Namespace) -> None:
+    """Every numeric option in range, or one message naming it: a zero never falls back to
+    the protocol's default, a negative seed never reaches numpy."""
+    for name, low, high in COUNT_LIMITS:
+        given = getattr(args, name)
+        if given is None:
+            continue
+        for value in given if isinstance(given, list) else [given]:
+            if not low <= value <= high:
+                raise FsarbenchError(
+                    f"--{name} {value} is out of range",
+                    f"give --{name} from {low} to {high:,}",
+                )
+
+
+def parse_cfg_options(items: list[str]) -> dict:
+    """``KEY=VALUE`` items into MMEngine's override dict (its DictAction parses the values:
+    numbers, lists, tuples), or one message naming the item that is not ``KEY=VALUE``."""
+    parsed = argparse.Namespace(cfg_options={})
+    for item in items:
+        key, separator, _ = item.partition("=")
+        if not separator or not key.strip() or " " in key.strip():
+            raise FsarbenchError(
+                f"--cfg-options {item!r} is not KEY=VALUE",
+                "write each override as one word, e.g. --cfg-options schedule.meta.iters=2000",
+            )
+        try:
+            DictAction(option_strings=[], dest="cfg_options")(None, parsed, [item])
+        except (ValueError, SyntaxError) as error:
+            raise FsarbenchError(
+                f"--cfg-options {item!r}: the value cannot be read ({error})",
+                'quote lists and tuples as MMEngine reads them, e.g. key=[1,2] or key="(1,2)"',
+            ) from None
+    return parsed.cfg_options
+
+
 def synth_settings(text: str) -> SynthConfig:
     """``key=value,key=value`` over SynthConfig's fields."""
     kinds = {f.name: f.type for f in fields(SynthConfig)}
@@ -74,6 +121,16 @@ def register(subparsers) -> None:
     parser.add_argument("--seeds", type=int_list, default=[0, 1, 2], help="default: 0,1,2")
     parser.add_argument("--episodes", type=int, default=None, help="test episodes (default 10000)")
     parser.add_argument("--queries", type=int, default=None, help="queries per class (default 1)")
+    parser.add_argument(
+        "--replicate",
+        type=int,
+        default=0,
+        metavar="R",
+        help="training replicate: R > 0 trains again from initial weights perturbed at float "
+        "rounding's scale (seeds, data order and episodes kept), a record of its own "
+        "(`fsarbench check --write-baseline` models training noise from several; report and "
+        "compare read replicate 0; default: 0)",
+    )
     parser.add_argument(
         "--backbone",
         default=None,
@@ -120,8 +177,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--cfg-options",
         nargs="+",
-        action=DictAction,
-        default={},
+        default=[],
         metavar="KEY=VALUE",
         help="override config values, MMEngine style: schedule.meta.iters=500 "
         "evaluation.feature_dtype=float32 (`fsarbench config` shows the keys)",
@@ -231,6 +287,7 @@ def slurm_settings(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    check_counts(args)
     methods = resolve_methods(args.methods)
     if "all" in [part.strip() for part in args.methods.split(",")]:
         methods, left_out = methods_for_backbone(methods, args.backbone)
@@ -252,10 +309,11 @@ def run(args: argparse.Namespace) -> int:
         synth=args.synth,
         training=args.train,
         pretrain=args.pretrain,
-        cfg_options=args.cfg_options,
+        cfg_options=parse_cfg_options(args.cfg_options),
         pretrained_on=parse_pretrained_on(args.pretrained_on),
         allow_leakage=args.allow_leakage,
         launcher=args.launcher,
+        replicate=args.replicate,
     )
     ways, shots = args.ways or [None], args.shots or [1, 5]
     requests = suite_requests(
