@@ -221,7 +221,7 @@ def test_cli_run_then_report(home, tmp_path, capsys):
         (["run", "--synth", TINY, "--shots", "5"], "only 0 classes have at least 6"),
         (["run", "--synth", TINY, "--datasets", "ucf101"], "synth is not among the benchmarks"),
         (["run", "--weights", "/nonexistent.pth"], "no such file"),
-        (["run", "--synth", TINY, "--ways", "1"], "n way must be at least 2"),
+        (["run", "--synth", TINY, "--ways", "1"], "--ways 1 is out of range"),
         (["report", "--results-dir", "/nonexistent"], "no result records"),
     ],
 )
