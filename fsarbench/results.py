@@ -134,8 +134,10 @@ def accuracy_problem(accuracies, n_episodes, acc_mean) -> str | None:
     ``n_episodes`` finite fractions in [0, 1] whose mean is ``acc_mean`` (percent)."""
     if not isinstance(accuracies, list) or not isinstance(n_episodes, int):
         return "its per-episode accuracies are not a list with an episode count"
-    if len(accuracies) != n_episodes or n_episodes < 2:
+    if len(accuracies) != n_episodes:
         return f"{len(accuracies)} per-episode accuracies for {n_episodes} episodes"
+    if n_episodes < 2:
+        return f"{n_episodes} episodes: too few to compare"
     values = np.asarray(
         [
             a if isinstance(a, (int, float)) and not isinstance(a, bool) else math.nan
