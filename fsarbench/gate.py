@@ -66,14 +66,14 @@ def write_baseline(records: list[RunRecord], path: Path, git_commit: str | None)
     """``records``: every replicate of every run (``load_records(..., replicates=True)``)."""
     if not records:
         raise FsarbenchError("no result records to make a baseline of", "run the suite first")
-    counts = {}
+    replicates_of_run: dict[tuple, set[int]] = {}
     for record in records:
         key = (*(getattr(record, k) for k in ROW_KEYS), record.seed)
-        counts.setdefault(key, set()).add(record.replicate)
-    uneven = sorted({len(replicates) for replicates in counts.values()})
-    if len(uneven) > 1 or any(0 not in replicates for replicates in counts.values()):
+        replicates_of_run.setdefault(key, set()).add(record.replicate)
+    counts = sorted({len(replicates) for replicates in replicates_of_run.values()})
+    if len(counts) > 1 or any(0 not in replicates for replicates in replicates_of_run.values()):
         raise FsarbenchError(
-            f"the runs have different sets of training replicates ({', '.join(map(str, uneven))} "
+            f"the runs have different sets of training replicates ({', '.join(map(str, counts))} "
             "per run); a baseline needs the same replicates, 0 among them, of every run",
             "run the suite with each --replicate into the same results folder "
             "(tools/gate_suite.sh DIR --write)",
@@ -84,7 +84,7 @@ def write_baseline(records: list[RunRecord], path: Path, git_commit: str | None)
         schema_version=BASELINE_SCHEMA,
         fsarbench_version=__version__,
         git_commit=git_commit,
-        replicates=uneven[0],
+        replicates=counts[0],
     )
     # one run per line: a reviewable diff when a baseline is updated
     lines = ",\n".join(json.dumps(run) for run in runs)
@@ -238,11 +238,10 @@ def check_results(
             rows.append(_row(key, f"missing seed {', '.join(map(str, missing))}", None, "MISSING"))
         if pairs:
             compared_rows.append((key, pairs, _replicate_means(replicates, compared)))
-    noisy = [means for _, _, means in compared_rows if len(means) >= 2 and np.std(means) > 0.0]
-    pooled = pooled_training_noise(noisy)
+    pooled = pooled_training_noise([means for _, _, means in compared_rows if _differ(means)])
     for key, pairs, means in compared_rows:
         seeds = ",".join(str(new.seed) for new, _ in pairs)
-        if pooled is not None and len(means) >= 2 and np.std(means) > 0.0:
+        if pooled is not None and _differ(means):
             current = float(np.mean([new.acc_mean for new, _ in pairs]))
             result = replicate_difference(current, means, *pooled)
             noise = f"{len(means)} replicates"
@@ -276,6 +275,11 @@ def _replicate_means(replicates: list[RunRecord], seeds: set[int]) -> list[float
         for _, accs in sorted(by_replicate.items())
         if set(accs) == seeds
     ]
+
+
+def _differ(replicate_means: list[float]) -> bool:
+    """Replicates that measure training noise: two or more, not all equal."""
+    return len(replicate_means) >= 2 and float(np.std(replicate_means)) > 0.0
 
 
 def pooled_training_noise(rows: list[list[float]]) -> tuple[float, int] | None:

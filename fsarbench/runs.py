@@ -57,7 +57,7 @@ from fsarbench.names import benchmark_key, method_needs_text
 from fsarbench.paths import data_dir
 from fsarbench.provenance import git_commit, package_versions
 from fsarbench.registry import MODELS
-from fsarbench.replicates import perturb_model
+from fsarbench.replicates import perturb_model, replicate_of
 from fsarbench.results import (
     RunFailure,
     RunRecord,
@@ -230,7 +230,7 @@ def resolve_run(request: RunRequest, options: SuiteOptions, prepare: bool = True
         protocol["k_shot"],
         protocol["test_episodes"],
         request.seed,
-        options.replicate,
+        replicate_of(config),
     )
     # a mixed-precision run is its own row everywhere (report, compare, gate): its numbers
     # are not float32's
@@ -429,7 +429,7 @@ def _compute_run(
         git_commit=git_commit(),
         device=device,
         amp=options.amp,
-        replicate=options.replicate,
+        replicate=replicate_of(config),
         wall_time_s=round(time.perf_counter() - started, 3),
         embed_frame_forwards=int(frame_forwards),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),

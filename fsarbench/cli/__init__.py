@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         if error.errno not in STORAGE_ERRORS:
             return _internal_error(error)
         where = error.filename or "a file"
-        problem = f"[bold red]error:[/] cannot write to {where}: {error.strerror}"
+        problem = f"[bold red]error:[/] {where}: {error.strerror}"
         stderr.print(problem, markup=True, soft_wrap=True)
         stderr.print(f"  [bold]fix:[/] {STORAGE_ERRORS[error.errno]}", markup=True, soft_wrap=True)
         return EXIT_BAD_INPUT
