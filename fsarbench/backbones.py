@@ -8,6 +8,8 @@ were pretrained on (``about``). The classes live in ``fsarbench.methods.backbone
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,6 +124,30 @@ def weights_pretraining(
 
 
 # --- weights given with --weights --------------------------------------------------------
+
+
+def weights_content_hash(path: Path) -> str:
+    """sha256 of a --weights file, or of a folder's files (relative path and bytes of each,
+    in order): the weights' part of a run's identity, wherever they are mounted."""
+    path = path.expanduser().resolve()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    return _content_hash(path, stamp)
+
+
+@functools.lru_cache(maxsize=16)
+def _content_hash(path: Path, stamp: tuple) -> str:
+    # ``stamp`` (every file's path, size and modification time) keys the cache: a plan
+    # resolves every run of a suite, and CLIP's weights are 600 MB
+    digest = hashlib.sha256()
+    for name, size, _ in stamp:
+        file = Path(name)
+        if path.is_dir():  # each file's name and length first: no two layouts hash alike
+            digest.update(f"{file.relative_to(path).as_posix()}\0{size}\0".encode())
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def load_backbone_weights(backbone, path: Path) -> None:

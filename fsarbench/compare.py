@@ -21,7 +21,7 @@ import numpy as np
 from scipy import stats
 
 from fsarbench.errors import FsarbenchError
-from fsarbench.results import RunRecord
+from fsarbench.results import RunRecord, row_method
 
 TEST_NAME = "paired t-test over episodes (scipy.stats.ttest_rel, two-sided), seeds pooled"
 # Runs are paired when all of these agree; the episode-set hash must then agree too.
@@ -116,7 +116,8 @@ def pooled_difference(pairs: list[tuple[RunRecord, RunRecord]]) -> PairedDiffere
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """``method[:training]`` on the command line, e.g. ``protonet:none``."""
+    """``method[:training]`` on the command line, e.g. ``protonet:none``; the method with its
+    variant names a variant's runs (``protonet+temp5``, ``protonet~1a2b3c4d``)."""
 
     method: str
     training: str | None = None
@@ -127,7 +128,7 @@ class MethodSpec:
         return cls(method, training or None)
 
     def matches(self, record: RunRecord) -> bool:
-        return record.method == self.method and self.training in (None, record.training)
+        return row_method(record) == self.method and self.training in (None, record.training)
 
     def __str__(self) -> str:
         return self.method if self.training is None else f"{self.method}:{self.training}"

@@ -267,9 +267,77 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
+# Where a --weights file or folder lives: not part of a run's identity, which holds its content
+# hash (``weights_sha256``) instead, so the same weights at another path are the same run.
+WEIGHTS_LOCATION = "weights"
+WEIGHTS_PLACEHOLDER = "<weights_sha256>"
+
+
+def backbone_identity(config) -> dict:
+    """The backbone's config as identity: a ``pretrained`` that is the --weights location
+    stands for the weights' content hash, which the run config holds."""
+    backbone = dict(config["backbone"])
+    location = config.get(WEIGHTS_LOCATION)
+    if location is not None and backbone.get("pretrained") == location:
+        backbone["pretrained"] = WEIGHTS_PLACEHOLDER
+    return backbone
+
+
+def identity_tree(config) -> dict:
+    """What determines a run's numbers: the config without the locations of files whose
+    contents it holds as hashes (the weights' ``weights_sha256``; the data's annotation bytes
+    and media digest, ``BenchmarkData.identity``)."""
+    tree = config.to_dict() if isinstance(config, Config) else dict(config)
+    if "backbone" in tree:
+        tree["backbone"] = backbone_identity(tree)
+    tree.pop(WEIGHTS_LOCATION, None)
+    return tree
+
+
 def config_hash(config: Config) -> str:
-    """Hash of everything that determines a run's numbers."""
-    return hashlib.sha256(canonical_json(config.to_dict()).encode()).hexdigest()
+    """Hash of everything that determines a run's numbers (``identity_tree``): a cache, data
+    or weights folder mounted at another path hashes the same."""
+    return hashlib.sha256(canonical_json(identity_tree(config)).encode()).hexdigest()
+
+
+# Settings a record's folder already names (benchmark key, backbone label, training tag,
+# replicate in the record name) or that are measured inputs, not choices (the data identity):
+# left out of a variant's settings.
+NAMED_ELSEWHERE = (
+    "data",
+    "amp",
+    "pretrained_on",
+    "backbone_name",
+    "benchmark.synth",
+    "schedule.replicate",
+    "schedule.mode",
+    "schedule.pretrain.enabled",
+)
+
+
+def settings_difference(config: Config, reference: Config) -> dict:
+    """The dotted settings of ``config`` that differ from ``reference`` (the same run as the
+    defaults compose it), with ``config``'s values; a key ``reference`` lacks counts as
+    differing. What the record's folder names already is left out (``NAMED_ELSEWHERE``)."""
+    ours = dict(_dotted_items(identity_tree(config)))
+    theirs = dict(_dotted_items(identity_tree(reference)))
+    return {
+        key: value
+        for key, value in sorted(ours.items())
+        if theirs.get(key, _ABSENT) != value
+        and not any(key == n or key.startswith(n + ".") for n in NAMED_ELSEWHERE)
+    }
+
+
+_ABSENT = object()
+
+
+def _dotted_items(tree: dict, prefix: str = ""):
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            yield from _dotted_items(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
 
 
 def training_tag(schedule: dict) -> str:

@@ -48,11 +48,14 @@ def weights_hash(module: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def pipeline_hash(pipeline: list[dict], annotation: Path, data_root: str) -> str:
-    """The test pipeline plus what it reads: the prepared list's bytes and the data root."""
+def pipeline_hash(pipeline: list[dict], annotation: Path, media_digest: str) -> str:
+    """The test pipeline plus what it reads: the prepared list's bytes (relative paths,
+    labels, frame counts) and the media digest of the prepared videos (their sizes), not
+    where the data folder is mounted: a data or cache folder moved elsewhere keeps its
+    stored features."""
     digest = hashlib.sha256(canonical_json(pipeline).encode())
     digest.update(annotation.read_bytes())
-    digest.update(data_root.encode())
+    digest.update(media_digest.encode())
     return digest.hexdigest()
 
 

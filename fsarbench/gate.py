@@ -39,7 +39,7 @@ from fsarbench import __version__
 from fsarbench.compare import PairedDifference, paired_runs, pooled_difference
 from fsarbench.errors import FsarbenchError
 from fsarbench.fileio import atomic_write_text
-from fsarbench.results import RunRecord, accuracy_problem
+from fsarbench.results import RunRecord, accuracy_problem, row_key
 
 BASELINE_SCHEMA = 2  # 2: training replicates (``replicate``), validated accuracies
 READABLE_SCHEMAS = (1, 2)
@@ -57,6 +57,7 @@ KEPT_FIELDS = (
     "acc_ci95",
     "episode_accuracies",
     "replicate",
+    "variant",
 )
 DEFAULT_ALPHA = 0.01
 DEFAULT_MIN_EFFECT = 1.0  # accuracy points
@@ -68,7 +69,7 @@ def write_baseline(records: list[RunRecord], path: Path, git_commit: str | None)
         raise FsarbenchError("no result records to make a baseline of", "run the suite first")
     replicates_of_run: dict[tuple, set[int]] = {}
     for record in records:
-        key = (*(getattr(record, k) for k in ROW_KEYS), record.seed)
+        key = (*row_key(record, ROW_KEYS), record.seed)
         replicates_of_run.setdefault(key, set()).add(record.replicate)
     counts = sorted({len(replicates) for replicates in replicates_of_run.values()})
     if len(counts) > 1 or any(0 not in replicates for replicates in replicates_of_run.values()):
@@ -79,7 +80,9 @@ def write_baseline(records: list[RunRecord], path: Path, git_commit: str | None)
             "(tools/gate_suite.sh DIR --write)",
         )
     runs = [{name: getattr(r, name) for name in KEPT_FIELDS} for r in records]
-    runs.sort(key=lambda run: tuple(str(run[k]) for k in (*ROW_KEYS, "seed", "replicate")))
+    runs.sort(
+        key=lambda run: tuple(str(run[k]) for k in (*ROW_KEYS, "variant", "seed", "replicate"))
+    )
     header = dict(
         schema_version=BASELINE_SCHEMA,
         fsarbench_version=__version__,
@@ -115,7 +118,8 @@ def load_baseline(path: Path) -> list[RunRecord]:
     for index, run in enumerate(entries):
         if not isinstance(run, dict):
             raise FsarbenchError(f"{path}: run {index} is not an object", rewrite)
-        run = {"replicate": 0, **run}  # schema 1: one replicate
+        # schema 1: one replicate; before variants: the defaults' runs
+        run = {"replicate": 0, "variant": "", **run}
         missing = [name for name in KEPT_FIELDS if name not in run]
         if missing:
             raise FsarbenchError(f"{path}: run {index} lacks {', '.join(missing)}", rewrite)
@@ -174,7 +178,7 @@ class GateRow:
 def _group(records: list[RunRecord]) -> dict[tuple, list[RunRecord]]:
     groups: dict[tuple, list[RunRecord]] = {}
     for record in records:
-        groups.setdefault(tuple(getattr(record, k) for k in ROW_KEYS), []).append(record)
+        groups.setdefault(row_key(record, ROW_KEYS), []).append(record)
     return groups
 
 
@@ -257,7 +261,7 @@ def check_results(
             )
     failed: dict[tuple, list[int]] = {}
     for failure in failures:
-        failed.setdefault(tuple(getattr(failure, k) for k in ROW_KEYS), []).append(failure.seed)
+        failed.setdefault(row_key(failure, ROW_KEYS), []).append(failure.seed)
     for key, seeds in sorted(failed.items(), key=lambda item: str(item[0])):
         label = f"seed {', '.join(map(str, sorted(seeds)))} raised"
         rows.append(_row(key, label, None, "FAILED"))

@@ -272,7 +272,7 @@ def _feature_stage(
         pipeline_hash(
             data.pipeline(False),
             data.folder / data.prepared.splits[split].annotation,
-            data.prepared.data_root,
+            data.prepared.media_digest,
         ),
         config.get("amp"),
     )

@@ -21,7 +21,7 @@ import pandas as pd
 from fsarbench.benchmarks.registry import BENCHMARKS
 from fsarbench.compare import paired_runs, pooled_difference
 from fsarbench.errors import FsarbenchError
-from fsarbench.results import RunRecord
+from fsarbench.results import RunRecord, row_key
 from fsarbench.stats import mean_and_ci95
 
 FORMATS = ("md", "csv", "latex", "html")
@@ -38,7 +38,7 @@ def leaderboard_long(
     our records have, as rows of training ``paper`` (never best: other episodes)."""
     groups: dict[tuple, list[RunRecord]] = {}
     for record in records:
-        key = tuple(getattr(record, k) for k in ROW_KEYS + COLUMN_KEYS)
+        key = row_key(record, ROW_KEYS + COLUMN_KEYS)
         groups.setdefault(key, []).append(record)
     rows = []
     for key, runs in groups.items():
@@ -50,6 +50,7 @@ def leaderboard_long(
             dict(
                 zip(ROW_KEYS + COLUMN_KEYS, key, strict=True),
                 leakage=",".join(sorted({c for r in runs for c in r.leakage})),
+                settings=settings_text(runs[0].settings),
                 acc_mean=float(np.mean(seed_means)),
                 acc_ci95=pooled_ci95,
                 seed_std=float(np.std(seed_means, ddof=1)) if len(runs) > 1 else math.nan,
@@ -96,6 +97,7 @@ def _reported_rows(reported: pd.DataFrame, ours: pd.DataFrame) -> pd.DataFrame:
             n_way=chosen["n_way"],
             k_shot=chosen["k_shot"],
             leakage="",
+            settings="",
             acc_mean=chosen["accuracy"].astype(float),
             acc_ci95=math.nan,
             seed_std=math.nan,
@@ -126,6 +128,23 @@ def _tied_with_best(
     except FsarbenchError:  # different episode sets: nothing to pair
         return False
     return bool(pairs) and pooled_difference(pairs).p_value >= TIE_ALPHA
+
+
+def settings_text(settings: dict) -> str:
+    """A variant's settings, as the report lists them: key=value, comma-separated."""
+    return ", ".join(f"{key}={value}" for key, value in settings.items())
+
+
+def _variants_legend(long: pd.DataFrame) -> str:
+    """What differs from the defaults, per row that is a variant (+TAG, ~HASH)."""
+    variants = long[long["settings"].fillna("") != ""][["method", "settings"]]
+    described = dict(variants.drop_duplicates().itertuples(index=False, name=None))
+    tagged = sorted(m for m in set(long["method"]) if "+" in m and m not in described)
+    parts = [f"{method}: {settings}" for method, settings in sorted(described.items())]
+    parts += [f"{method}: the defaults" for method in tagged]
+    if not parts:
+        return ""
+    return " Variants (settings that differ from the defaults): " + "; ".join(parts) + "."
 
 
 def _column_label(benchmark: str, n_way: int, k_shot: int) -> str:
@@ -162,7 +181,7 @@ def leaderboard_wide(long: pd.DataFrame, fmt: str, failures=()) -> pd.DataFrame:
         cells[_column_label(row.benchmark, row.n_way, row.k_shot)] = _cell(row, fmt)
     failed_seeds: dict[tuple, list[int]] = {}
     for failure in failures:
-        key = (*(getattr(failure, k) for k in ROW_KEYS), failure.benchmark, failure.n_way)
+        key = (*row_key(failure, ROW_KEYS), failure.benchmark, failure.n_way)
         failed_seeds.setdefault((*key, failure.k_shot), []).append(failure.seed)
     for (*key, benchmark, n_way, k_shot), seeds in sorted(failed_seeds.items()):
         column = _column_label(benchmark, n_way, k_shot)
@@ -193,7 +212,10 @@ def render_leaderboard(
     if fmt == "csv":
         long = long.assign(status="ok")
         failed = pd.DataFrame(
-            [{k: getattr(f, k) for k in ROW_KEYS + COLUMN_KEYS} for f in failures],
+            [
+                dict(zip(ROW_KEYS + COLUMN_KEYS, row_key(f, ROW_KEYS + COLUMN_KEYS), strict=True))
+                for f in failures
+            ],
             columns=ROW_KEYS + COLUMN_KEYS,
         )
         if len(failed):
@@ -219,6 +241,8 @@ def render_leaderboard(
             " FAILED: those seeds' runs raised (`fsarbench status` shows each error and its "
             "log); the cell's numbers, if any, are over the other seeds."
         )
+    if "settings" in long:
+        legend += _variants_legend(long)
     if (long["training"] == "paper").any():
         legend += (
             " Training `paper`: the number the paper reports (its episodes, not ours; sources "
@@ -251,7 +275,7 @@ def breakdown_long(records: list[RunRecord]) -> pd.DataFrame:
     groups: dict[tuple, list[RunRecord]] = {}
     for record in records:
         if record.breakdown:
-            key = tuple(getattr(record, k) for k in ROW_KEYS + COLUMN_KEYS)
+            key = row_key(record, ROW_KEYS + COLUMN_KEYS)
             groups.setdefault(key, []).append(record)
     if not groups:
         raise FsarbenchError(

@@ -73,6 +73,11 @@ class RunRecord:
     # weights perturbed at float rounding's scale (fsarbench.replicates), for the gate's model
     # of training noise.
     replicate: int = 0
+    # The run's variant: "" for the defaults, "+TAG" (--tag), or "~HASH" for an untagged run
+    # whose settings differ from the defaults; ``settings`` holds those (dotted config keys,
+    # and weights_sha256 for --weights). Every table's row names the method with its variant.
+    variant: str = ""
+    settings: dict = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
     notes: list[str] = field(default_factory=list)
 
@@ -81,6 +86,17 @@ class RunRecord:
         return run_name(
             self.protocol_name, self.n_way, self.k_shot, self.n_episodes, self.seed, self.replicate
         )
+
+
+def row_method(record) -> str:
+    """The method as a table's row names it: its config name and the run's variant."""
+    return record.method + record.variant
+
+
+def row_key(record, keys) -> tuple:
+    """``record``'s values of ``keys`` (a record or a failure), the method with its variant:
+    an ablation (+TAG) or a changed setting (~HASH) is a row of its own in every table."""
+    return tuple(row_method(record) if key == "method" else getattr(record, key) for key in keys)
 
 
 def run_name(
@@ -192,6 +208,7 @@ class RunFailure:
     config_hash: str | None
     created: str  # ISO 8601 UTC
     status: str = "failed"
+    variant: str = ""  # as the run's record would have it
 
 
 def failure_path(record: Path) -> Path:

@@ -7,6 +7,9 @@ writes its record atomically when it finishes, so an interrupted suite restarts 
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import os
 import socket
 import time
@@ -25,6 +28,7 @@ from fsarbench.backbones import (
     backbone_info,
     check_method_fits_backbone,
     load_backbone_weights,
+    weights_content_hash,
     weights_pretrained_on,
 )
 from fsarbench.benchmarks.class_names import class_texts
@@ -33,9 +37,11 @@ from fsarbench.benchmarks.registry import Benchmark, get_benchmark
 from fsarbench.benchmarks.synth import SynthConfig, ensure_synth
 from fsarbench.breakdown import order_pair_breakdown
 from fsarbench.config import (
+    canonical_json,
     check_cfg_options,
     compose_run_config,
     config_hash,
+    settings_difference,
     training_tag,
 )
 from fsarbench.data.benchmark import BenchmarkData, benchmark_is_prepared, load_benchmark_data
@@ -105,6 +111,9 @@ class SuiteOptions:
     # training replicate: R > 0 trains from perturbed initial weights (fsarbench.replicates;
     # the gate's baseline holds several); recorded, and part of the run's identity
     replicate: int = 0
+    # names the suite's runs as an ablation row: records under METHOD+TAG, every table's row
+    # says METHOD+TAG (untagged runs whose settings differ from the defaults are METHOD~HASH)
+    tag: str | None = None
 
 
 def suite_run_config(
@@ -132,7 +141,8 @@ def suite_run_config(
         pretrain=options.pretrain,
     )
     if options.weights is not None:
-        config.weights = str(options.weights.resolve())
+        config.weights = str(options.weights.resolve())  # where; not part of the identity
+        config.weights_sha256 = weights_content_hash(options.weights)  # what: identity
         info = backbone_info(config.backbone_name)
         if info.takes_folder and options.weights.is_dir():
             config.backbone.pretrained = config.weights  # its config.json sets the architecture
@@ -154,6 +164,28 @@ def suite_run_config(
     if options.replicate:  # absent for replicate 0: its config, so its identity, as before
         config.schedule["replicate"] = int(options.replicate)
     return config
+
+
+def run_settings(request: RunRequest, benchmark: Benchmark, config: Config, options) -> dict:
+    """The settings of a run that differ from the defaults of the same method, benchmark,
+    way, shot and episodes: ``--cfg-options``, ``--queries``, the ``--weights`` content."""
+    defaults = dataclasses.replace(options, cfg_options={}, weights=None, replicate=0)
+    reference = suite_run_config(
+        request.method, benchmark, request.n_way, request.k_shot, None, request.episodes, defaults
+    )
+    return settings_difference(config, reference)
+
+
+def run_variant(settings: dict, tag: str | None) -> str:
+    """What the record's method folder and every table's row add to the method's name:
+    ``+TAG`` for a tagged run, ``~HASH`` (of the settings) for an untagged run whose settings
+    differ from the defaults, nothing for the defaults: a changed setting never shares a
+    record with another run."""
+    if tag:
+        return f"+{tag}"
+    if not settings:
+        return ""
+    return "~" + hashlib.sha256(canonical_json(settings).encode()).hexdigest()[:8]
 
 
 @dataclass(frozen=True)
@@ -183,6 +215,8 @@ class ResolvedRun:
     benchmark: Benchmark
     config: Config
     path: Path  # the record
+    settings: dict  # what differs from the defaults (``run_settings``)
+    variant: str  # "", "+TAG" or "~HASH" (``run_variant``)
     backbone_label: str  # as recorded: NAME[-custom][@amp]
     pretrained_on: tuple[str, ...]
     data: BenchmarkData | None  # None: the benchmark is not prepared (only for plans)
@@ -237,7 +271,11 @@ def resolve_run(request: RunRequest, options: SuiteOptions, prepare: bool = True
     backbone_label = config.backbone_name + (f"@{options.amp}" if options.amp else "")
     tag = training_tag(config.schedule)
     key = benchmark_key(benchmark, synth)
-    path = record_path(options.results_dir, key, request.method, backbone_label, tag, name)
+    settings = run_settings(request, benchmark, config, options)
+    variant = run_variant(settings, options.tag)
+    path = record_path(
+        options.results_dir, key, request.method + variant, backbone_label, tag, name
+    )
     check_leakage([benchmark], pretrained_on, options.allow_leakage)
     if pretrained_on:  # what the weights saw is part of the run's identity
         config.pretrained_on = list(pretrained_on)
@@ -247,7 +285,16 @@ def resolve_run(request: RunRequest, options: SuiteOptions, prepare: bool = True
         config.data = data.identity()
     digest = config_hash(config) if data is not None else None
     return ResolvedRun(
-        request, benchmark, config, path, backbone_label, pretrained_on, data, digest
+        request,
+        benchmark,
+        config,
+        path,
+        settings,
+        variant,
+        backbone_label,
+        pretrained_on,
+        data,
+        digest,
     )
 
 
@@ -402,6 +449,8 @@ def _compute_run(
     acc_mean, acc_ci95 = mean_and_ci95(scores.accuracies)
     record = RunRecord(
         method=run.request.method,
+        variant=run.variant,
+        settings=_plain(run.settings),
         method_config=dict(config.method),
         backbone=run.backbone_label,
         benchmark=data.key,
@@ -504,6 +553,7 @@ def record_failure(run: ResolvedRun, error: BaseException) -> RunFailure:
     protocol = run.config.protocol
     failure = RunFailure(
         method=run.request.method,
+        variant=run.variant,
         backbone=run.backbone_label,
         benchmark=run.data.key if run.data else run.request.benchmark,
         training=training_tag(run.config.schedule),
@@ -521,6 +571,31 @@ def record_failure(run: ResolvedRun, error: BaseException) -> RunFailure:
     )
     write_failure(failure, failure_path(run.path))
     return failure
+
+
+def _plain(settings: dict) -> dict:
+    """Settings as JSON keeps them (tuples as lists)."""
+    return json.loads(canonical_json(settings))
+
+
+def check_tags(requests: list[RunRequest], options: SuiteOptions) -> None:
+    """A tag names one set of settings: a tagged run whose stored record has other settings
+    is refused before anything runs (without ``--force``), so a tag never silently comes to
+    mean something else in a table."""
+    if not options.tag or options.force:
+        return
+    for request in requests:
+        run = resolve_run(request, options, prepare=False)
+        if not run.path.is_file():
+            continue
+        stored = load_record(run.path).settings
+        if stored != _plain(run.settings):
+            shown = ", ".join(f"{k}={v}" for k, v in stored.items()) or "the defaults"
+            raise FsarbenchError(
+                f"--tag {options.tag}: {run.path} holds {request.label} with other settings "
+                f"({shown})",
+                "choose another --tag for these settings, or pass --force to replace it",
+            )
 
 
 def describe_error(error: BaseException) -> str:
@@ -543,6 +618,7 @@ def run_suite(
     """Check every input, then run (or reuse) each combination, benchmark by benchmark."""
     check_inputs(methods, benchmarks, ways, shots, queries, options)
     requests = suite_requests(methods, benchmarks, ways, shots, seeds, episodes, queries)
+    check_tags(requests, options)
     return run_requests(requests, options, on_outcome)
 
 

@@ -35,7 +35,7 @@ from mmengine.runner import BaseLoop, IterBasedTrainLoop
 from mmengine.runner.loops import _InfiniteDataloaderIterator
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from fsarbench.config import config_hash, training_tag
+from fsarbench.config import backbone_identity, config_hash, training_tag
 from fsarbench.data.episodes import EpisodeDrawer, EpisodeSet, EpisodeSpec, episode_set_for
 from fsarbench.errors import FsarbenchError
 from fsarbench.evaluation import evaluate_from_features
@@ -732,7 +732,7 @@ def pretrain_dir(config, data: BenchmarkData, seed: int, initial_weights: str) -
         dict(
             version=PRETRAIN_STAGE_VERSION,
             recipe=config.schedule["pretrain"],
-            backbone=config.backbone,
+            backbone=backbone_identity(config),  # the --weights by content
             pipeline=data.pipeline(True),
             data=config.data,  # the data identity resolve_run put in the run config
             initial_weights=initial_weights,

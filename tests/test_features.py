@@ -43,7 +43,9 @@ def setting(tiny_synth_home, monkeypatch, tmp_path):
         dict(type="protonet", backbone=dict(type="FrameResNet", depth=18, num_stages=2))
     )
     model.eval()
-    phash = pipeline_hash(pipeline, folder / prepared.splits["test"].annotation, prepared.data_root)
+    phash = pipeline_hash(
+        pipeline, folder / prepared.splits["test"].annotation, prepared.media_digest
+    )
     return dict(
         dataset=dataset, episodes=episodes, model=model, store=FeatureStore(tmp_path), phash=phash
     )

@@ -14,6 +14,7 @@ Missing videos are reported, never replaced: Kinetics-100 always misses some You
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -69,6 +70,10 @@ class PreparedBenchmark:
     splits: dict[str, SplitCoverage]
     unassigned: int = 0  # media files under data_root that belong to no split's classes
     unassigned_examples: list[str] = field(default_factory=list)
+    # sha256 over every prepared video's relative path and size (frame folders: their frame
+    # counts are in the lists already): with the lists' bytes, the data's identity in every
+    # stage key, which does not depend on where the data folder is mounted
+    media_digest: str = ""
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -224,6 +229,7 @@ def prepare_benchmark(
 
     probes = _probe_all(data_root, matched, media, probe, progress)
     staging = staging_folder(out_dir)
+    media_digest = hashlib.sha256()
     try:
         for split in SPLITS:
             coverage = report[split]
@@ -244,6 +250,12 @@ def prepare_benchmark(
                     lines.append(f"{relative}\t{label}")
             coverage.annotation = f"{split}.txt"
             (staging / coverage.annotation).write_text("".join(line + "\n" for line in lines))
+            if media == "video":
+                for line in lines:
+                    relative = line.split("\t", 1)[0]
+                    size = (data_root / relative).stat().st_size
+                    media_digest.update(f"{relative}\t{size}\n".encode())
+        prepared.media_digest = media_digest.hexdigest()
         (staging / MANIFEST).write_text(json.dumps(prepared.to_json(), indent=2) + "\n")
         install_folder(staging, out_dir)
     finally:

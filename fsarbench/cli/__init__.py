@@ -28,8 +28,20 @@ STORAGE_ERRORS = {
 }
 
 
+class OptionParser(argparse.ArgumentParser):
+    """argparse, with a malformed command line said in one message and its fix (the help of
+    the command), not the whole usage block: the same form as every other bad input."""
+
+    def error(self, message: str):
+        stderr.print(f"[bold red]error:[/] {self.prog}: {message}", markup=True, soft_wrap=True)
+        stderr.print(
+            f"  [bold]fix:[/] `{self.prog} --help` lists the options", markup=True, soft_wrap=True
+        )
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OptionParser(
         prog="fsarbench",
         description="Few-shot action recognition benchmarks under one seeded protocol.",
     )
@@ -41,7 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, --version (0) or a malformed command line (2)
+        return int(done.code or 0)
     try:
         return int(args.handler(args) or 0)
     except FsarbenchError as error:

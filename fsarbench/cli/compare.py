@@ -21,8 +21,12 @@ def register(subparsers) -> None:
         f"and training both ran: the mean difference A - B, its 95%% interval and the p-value "
         f"of a {TEST_NAME}. A method may name its training: protonet:none.",
     )
-    parser.add_argument("a", type=MethodSpec.parse, metavar="A", help="method[:training]")
-    parser.add_argument("b", type=MethodSpec.parse, metavar="B", help="method[:training]")
+    parser.add_argument(
+        "a", type=MethodSpec.parse, metavar="A", help="method[+TAG or ~HASH][:training]"
+    )
+    parser.add_argument(
+        "b", type=MethodSpec.parse, metavar="B", help="method[+TAG or ~HASH][:training]"
+    )
     parser.add_argument(
         "--datasets", default=None, help="benchmarks to compare on (default: every one)"
     )

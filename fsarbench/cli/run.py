@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -22,6 +23,7 @@ from fsarbench.runs import (
     RunOutcome,
     SuiteOptions,
     check_inputs,
+    check_tags,
     run_requests,
     suite_requests,
 )
@@ -87,6 +89,19 @@ def parse_cfg_options(items: list[str]) -> dict:
                 'quote lists and tuples as MMEngine reads them, e.g. key=[1,2] or key="(1,2)"',
             ) from None
     return parsed.cfg_options
+
+
+TAG_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
+
+
+def tag_name(text: str) -> str:
+    # a tag becomes part of a folder name and of every table's row
+    if not TAG_PATTERN.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a tag: use 1 to 40 letters, digits, '.', '_' or '-', starting "
+            "with a letter or digit (--tag temp5)"
+        )
+    return text
 
 
 def synth_settings(text: str) -> SynthConfig:
@@ -186,6 +201,14 @@ def register(subparsers) -> None:
         "--no-feature-cache",
         action="store_true",
         help="embed every episode's videos again instead of once per video",
+    )
+    parser.add_argument(
+        "--tag",
+        type=tag_name,
+        default=None,
+        metavar="NAME",
+        help="name these runs as an ablation row: records under METHOD+NAME, and every table "
+        "says METHOD+NAME (untagged runs with changed settings are METHOD~HASH of them)",
     )
     parser.add_argument("--force", action="store_true", help="run again even if a record exists")
     parser.add_argument(
@@ -314,6 +337,7 @@ def run(args: argparse.Namespace) -> int:
         allow_leakage=args.allow_leakage,
         launcher=args.launcher,
         replicate=args.replicate,
+        tag=args.tag,
     )
     ways, shots = args.ways or [None], args.shots or [1, 5]
     requests = suite_requests(
@@ -332,6 +356,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run or args.executor == "slurm":
         return plan_or_submit(args, methods, benchmarks, ways, shots, requests, options)
     check_inputs(methods, benchmarks, ways, shots, args.queries, options)
+    check_tags(requests, options)
     if is_main_process():  # `fsarbench status` follows a local suite from its plan file too
         write_plan_file(build_plan(requests, options), args.results_dir, "local")
     # the other ranks of a DDP run train; rank 0 tests, prints and writes
@@ -389,6 +414,7 @@ def plan_or_submit(args, methods, benchmarks, ways, shots, requests, options) ->
         print(f"planned in {time.perf_counter() - started:.2f} s; nothing was run")
         return 0
     check_inputs(methods, benchmarks, ways, shots, args.queries, options, generate=False)
+    check_tags(requests, options)
     plan = build_plan(requests, options)
     from fsarbench.executors import submit_slurm
 

@@ -62,14 +62,16 @@ class BenchmarkData:
         return texts
 
     def identity(self) -> dict:
-        """What a run reads: where the videos are and the bytes of every split's prepared
-        list. It enters the run config, so its hash, the training stages' work folders and the
-        record's ``config_hash``: a regenerated synth or a re-prepared benchmark is never served
-        stale weights or a stale record."""
+        """What a run reads: the bytes of every split's prepared list (relative paths, labels,
+        frame counts) and the media digest (every prepared video's size), not where the data
+        folder is mounted. It enters the run config, so its hash, the training stages' work
+        folders and the record's ``config_hash``: a regenerated synth or a re-prepared
+        benchmark is never served stale weights or a stale record, and a cache or data folder
+        moved to another path (another node's mount point) is reused."""
         digest = hashlib.sha256()
         for split in sorted(self.prepared.splits):
             digest.update((self.folder / self.prepared.splits[split].annotation).read_bytes())
-        return dict(data_root=str(self.prepared.data_root), annotations=digest.hexdigest())
+        return dict(annotations=digest.hexdigest(), media=self.prepared.media_digest)
 
     def features(
         self, store: FeatureStore, model, split: str, dtype: str, evaluation: dict, progress: bool
@@ -84,7 +86,7 @@ class BenchmarkData:
             pipeline_hash(
                 self.pipeline(False),
                 self.folder / self.prepared.splits[split].annotation,
-                self.prepared.data_root,
+                self.prepared.media_digest,
             ),
             model.amp,
         )
