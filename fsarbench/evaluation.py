@@ -19,6 +19,7 @@ from fsarbench.console import stderr
 from fsarbench.data.episodes import EpisodeSet
 from fsarbench.features import DTYPES, StoredFeatures
 from fsarbench.methods.base import concat_rows, take_rows, unflatten_rows
+from fsarbench.workers import end_with_parent
 
 
 @dataclass
@@ -148,7 +149,10 @@ def episode_logits_per_episode(
     """Yields ``(logits [Q, N], frames embedded)`` per episode, embedding every video again."""
     model.eval()
     loader = DataLoader(
-        EpisodeClips(dataset, episodes, start, stop), batch_size=None, num_workers=num_workers
+        EpisodeClips(dataset, episodes, start, stop),
+        batch_size=None,
+        num_workers=num_workers,
+        worker_init_fn=end_with_parent,
     )
     rounding = getattr(torch, feature_dtype)
     for episode, (support, labels, query) in enumerate(
@@ -178,7 +182,12 @@ def evaluate_per_episode(
     predictions = np.empty(episodes.query_labels.shape, dtype=np.int64)
     frames = 0
     logits_iter = episode_logits_per_episode(
-        model, episodes, dataset, feature_dtype, num_workers=num_workers, progress=progress
+        model,
+        episodes,
+        dataset,
+        feature_dtype,
+        num_workers=num_workers,
+        progress=progress,
     )
     for episode, (logits, embedded) in enumerate(logits_iter):
         labels = torch.from_numpy(episodes.query_labels[episode])

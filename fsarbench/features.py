@@ -30,10 +30,12 @@ from torch.utils.data import DataLoader, Subset
 
 from fsarbench.config import canonical_json
 from fsarbench.console import stderr
+from fsarbench.errors import FsarbenchError
 from fsarbench.fileio import atomic_write_text
 from fsarbench.locks import compute_once
 from fsarbench.paths import cache_dir
 from fsarbench.runtime import embed_batch_videos
+from fsarbench.workers import end_with_parent
 
 DTYPES = {"float16": np.float16, "float32": np.float32}
 
@@ -92,6 +94,33 @@ class StoredFeatures:
         return np.array([row_of[v] for v in video_ids], dtype=np.int64)
 
 
+def _refuse_unreadable(key: FeatureKey, dataset, indices, error: Exception):
+    """Raise the message for the first video of ``indices`` that cannot be decoded, or
+    ``error`` itself when they all decode (then it was not the data)."""
+    unreadable = first_unreadable(dataset, indices)
+    if unreadable is None:
+        raise error
+    path, reason = unreadable
+    raise FsarbenchError(
+        f"video {path} cannot be decoded ({reason}): {key.benchmark} {key.split} was not embedded",
+        "replace the file, or prepare the benchmark again with probing (without --no-probe), "
+        "which leaves unreadable videos out and lists them",
+    ) from None
+
+
+def first_unreadable(dataset, indices) -> tuple[str, str] | None:
+    """The first of ``indices`` whose video the dataset cannot decode, as (file, reason),
+    found by reading them here in this process (a worker's exception carries only text)."""
+    for index in indices:
+        try:
+            dataset[index]
+        except Exception as error:
+            info = dataset.get_data_info(index)
+            where = info.get("filename") or info.get("frame_dir") or info.get("video_id")
+            return str(where), f"{type(error).__name__}: {error}".strip()
+    return None
+
+
 def collate_clips(items: list[dict]):
     clips = torch.stack([item["inputs"] for item in items])  # [B, T, 3, H, W] uint8
     return clips, [item["data_samples"].metainfo["video_id"] for item in items]
@@ -128,12 +157,33 @@ class FeatureStore:
         return self.root / key.benchmark / key.split / key.folder_name
 
     def load(self, key: FeatureKey) -> StoredFeatures | None:
+        """The stored features of ``key``, verified against their index (format, shape,
+        dtype, one row per video, file size); a store that fails is removed, so it is embedded
+        again, never read as it is."""
         folder = self.folder(key)
-        if not (folder / "index.json").is_file():
+        index_file, array_file = folder / "index.json", folder / "features.npy"
+        if not index_file.is_file():
             return None
-        index = json.loads((folder / "index.json").read_text())
-        features = np.load(folder / "features.npy", mmap_mode="r")
-        return StoredFeatures(key, tuple(index["video_ids"]), features)
+        try:
+            index = json.loads(index_file.read_text())
+            features = np.load(array_file, mmap_mode="r")  # header and size checked here
+            problem = None
+            if list(features.shape) != index["shape"] or len(index["video_ids"]) != len(features):
+                problem = f"shape {list(features.shape)} against the index's {index['shape']}"
+            elif features.dtype != DTYPES[key.dtype]:
+                problem = f"dtype {features.dtype}, the key says {key.dtype}"
+            elif index.get("bytes") is not None and array_file.stat().st_size != index["bytes"]:
+                problem = f"{array_file.stat().st_size} bytes, {index['bytes']} were written"
+        except (OSError, ValueError, KeyError, TypeError, EOFError) as error:
+            problem = f"{type(error).__name__}: {error}"
+        if problem is None:
+            return StoredFeatures(key, tuple(index["video_ids"]), features)
+        stderr.print(
+            f"the feature store {folder} is corrupt ({problem}); embedding it again", soft_wrap=True
+        )
+        index_file.unlink(missing_ok=True)
+        array_file.unlink(missing_ok=True)
+        return None
 
     def get_or_embed(
         self,
@@ -159,7 +209,10 @@ class FeatureStore:
         partial, state_file = folder / "features.partial.npy", folder / "progress.json"
         video_ids = [dataset.get_data_info(i)["video_id"] for i in range(len(dataset))]
         model.eval()
-        first = dataset[0]["inputs"][None]  # [1, T, 3, H, W]
+        try:
+            first = dataset[0]["inputs"][None]  # [1, T, 3, H, W]
+        except Exception as error:
+            _refuse_unreadable(key, dataset, [0], error)
         with torch.inference_mode():
             # on CUDA, as many videos per batch as memory allows, measured on this one
             batch_videos = embed_batch_videos(
@@ -182,26 +235,35 @@ class FeatureStore:
             Subset(dataset, range(done, len(dataset))),
             batch_size=batch_videos,
             num_workers=num_workers,
+            worker_init_fn=end_with_parent,
             collate_fn=collate_clips,
         )
         frame_forwards, started = 0, time.perf_counter()
         description = f"embedding {key.benchmark} {key.split} ({len(dataset) - done} videos)"
-        for ids, batch, frames in iter_embeddings(model, loader, description, progress):
-            assert ids == video_ids[done : done + len(ids)]
-            features[done : done + len(ids)] = batch.astype(features.dtype)
-            frame_forwards += frames
-            done += len(ids)
-            features.flush()
-            atomic_write_text(
-                state_file,
-                json.dumps({"shape": list(shape), "video_ids": video_ids, "rows_done": done}),
-            )
+        try:
+            for ids, batch, frames in iter_embeddings(model, loader, description, progress):
+                assert ids == video_ids[done : done + len(ids)]
+                features[done : done + len(ids)] = batch.astype(features.dtype)
+                frame_forwards += frames
+                done += len(ids)
+                features.flush()
+                atomic_write_text(
+                    state_file,
+                    json.dumps({"shape": list(shape), "video_ids": video_ids, "rows_done": done}),
+                )
+        except Exception as error:
+            del features
+            # the loader yields batches in order: the one that failed starts at ``done``
+            failed = range(done, min(done + batch_videos, len(dataset)))
+            if first_unreadable(dataset, failed) is not None:
+                partial.unlink(missing_ok=True)  # no resume point before an unreadable video
+                state_file.unlink(missing_ok=True)
+            _refuse_unreadable(key, dataset, failed, error)
         del features
         os.replace(partial, folder / "features.npy")
-        atomic_write_text(
-            folder / "index.json",
-            json.dumps({"key": key.__dict__, "shape": list(shape), "video_ids": video_ids}),
-        )
+        index = {"key": key.__dict__, "shape": list(shape), "video_ids": video_ids}
+        index["bytes"] = (folder / "features.npy").stat().st_size
+        atomic_write_text(folder / "index.json", json.dumps(index))
         state_file.unlink(missing_ok=True)
         stored = self.load(key)
         stored.frame_forwards = frame_forwards

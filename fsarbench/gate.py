@@ -105,7 +105,11 @@ def load_baseline(path: Path) -> list[RunRecord]:
             "write one from trusted results with `fsarbench check --write-baseline FILE`",
         ) from None
     except (OSError, json.JSONDecodeError) as error:
-        raise FsarbenchError(f"baseline {path} is not readable JSON ({error})") from None
+        raise FsarbenchError(
+            f"baseline {path} is not readable JSON ({error})",
+            "restore it from git, or write it again with `fsarbench check --write-baseline "
+            "FILE` from trusted results",
+        ) from None
     rewrite = "write the baseline again with `fsarbench check --write-baseline FILE`"
     if not isinstance(payload, dict) or payload.get("schema_version") not in READABLE_SCHEMAS:
         raise FsarbenchError(
@@ -225,9 +229,14 @@ def check_results(
     current rows the baseline lacks (status ``new``, which does not fail), plus one ``FAILED``
     row per group with runs that raised (``failures``: ``RunFailure``), which fails."""
     if not 0.0 < alpha < 1.0:
-        raise FsarbenchError(f"alpha must be in (0, 1), got {alpha}")
+        raise FsarbenchError(
+            f"alpha must be in (0, 1), got {alpha}", "give --alpha between 0 and 1 (default 0.01)"
+        )
     if min_effect < 0.0:
-        raise FsarbenchError(f"the minimum effect must be at least 0 points, got {min_effect}")
+        raise FsarbenchError(
+            f"the minimum effect must be at least 0 points, got {min_effect}",
+            "give --min-effect of 0 points or more (default 1.0)",
+        )
     expected_groups, actual_groups = _group(baseline), _group(current)
     rows, compared_rows = [], []
     for key, replicates in sorted(expected_groups.items(), key=lambda item: str(item[0])):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from fsarbench.fileio import check_writable_folder
 from fsarbench.report import leaderboard_long
 from fsarbench.results import RunRecord
 
@@ -95,6 +96,7 @@ def write_plots(records: list[RunRecord], folder: Path) -> list[Path]:
     matplotlib.use("Agg")  # files only: no display needed
     import matplotlib.pyplot as plt
 
+    check_writable_folder(folder, "--plots")
     long = leaderboard_long(records)
     folder.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []

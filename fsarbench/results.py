@@ -120,7 +120,10 @@ def load_record(path: Path) -> RunRecord:
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
-        raise FsarbenchError(f"{path} is not a readable result record ({error})") from None
+        raise FsarbenchError(
+            f"{path} is not a readable result record ({error})",
+            "delete it, or run that run again with --force (it rewrites the record)",
+        ) from None
     if data.get("schema_version") != SCHEMA_VERSION:
         raise FsarbenchError(
             f"{path} has result schema {data.get('schema_version')}, this fsarbench reads "

@@ -57,10 +57,11 @@ from fsarbench.errors import FsarbenchError
 from fsarbench.evaluation import evaluate_from_features, evaluate_per_episode
 from fsarbench.features import DTYPES as FEATURE_DTYPES
 from fsarbench.features import FeatureStore, weights_hash
+from fsarbench.fileio import check_writable_folder
 from fsarbench.leakage import check_leakage, leakage_for
 from fsarbench.locks import compute_once, journal_stage, stage_lock
 from fsarbench.names import benchmark_key, method_needs_text
-from fsarbench.paths import data_dir
+from fsarbench.paths import cache_dir, data_dir
 from fsarbench.provenance import git_commit, package_versions
 from fsarbench.registry import MODELS
 from fsarbench.replicates import perturb_model, replicate_of
@@ -636,7 +637,11 @@ def check_inputs(
     ``generate``: make synth here if it is absent (off for a submitted plan, whose stage job
     makes it)."""
     if options.weights is not None and not options.weights.exists():
-        raise FsarbenchError(f"--weights {options.weights}: no such file or folder")
+        raise FsarbenchError(
+            f"--weights {options.weights}: no such file or folder",
+            "give the path of a state-dict file, or of a Hugging Face folder for CLIP and "
+            "VideoMAE (`fsarbench ls backbones` says which)",
+        )
     if options.pretrained_on and options.weights is None:
         raise FsarbenchError(
             "--pretrained-on describes the --weights file, but no --weights was given",
@@ -650,6 +655,9 @@ def check_inputs(
             "add synth to --datasets, or drop --synth",
         )
     check_amp(options.amp, resolve_device(options.device))
+    # where the records and the cache go can take files: found now, not after the compute
+    check_writable_folder(options.results_dir, "--results-dir")
+    check_writable_folder(cache_dir(), "FSARBENCH_HOME")
     for benchmark in benchmarks:  # what the configs alone decide, before any data is read
         for method in methods:  # a method may bring its own default backbone
             config = suite_run_config(method, benchmark, None, None, queries, 1, options)

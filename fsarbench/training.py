@@ -19,6 +19,7 @@ tasks, parameter schedulers, ``CheckpointHook``, logging, resume). fsarbench add
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from dataclasses import dataclass, replace
@@ -52,6 +53,7 @@ from fsarbench.paths import cache_dir, data_dir
 from fsarbench.registry import LOOPS, METRICS, MODELS
 from fsarbench.replicates import BACKBONE, perturb_initial_weights
 from fsarbench.stats import mean_and_ci95
+from fsarbench.workers import end_with_parent
 
 if TYPE_CHECKING:
     from fsarbench.data.benchmark import BenchmarkData
@@ -368,22 +370,67 @@ def _quiet_runner_class():
     return QuietRunner
 
 
-def read_done(work_dir: Path) -> TrainingResult | None:
+def read_done(work_dir: Path, repair: bool = True) -> TrainingResult | None:
+    """A finished stage's result, verified: its marker parses and its checkpoint has the size
+    and sha256 the marker recorded. A stage whose marker or checkpoint is corrupt (truncated,
+    overwritten) is not reused: with ``repair`` (off for a plan, which only looks) its marker
+    and checkpoint are removed, so the stage is computed again (resuming from its last intact
+    iteration checkpoint)."""
     marker = work_dir / DONE
     if not marker.is_file():
         return None
-    data = json.loads(marker.read_text())
-    return TrainingResult(
-        Path(data["checkpoint"]), data["iterations"], data["best_val_acc"], work_dir
+    try:
+        data = json.loads(marker.read_text())
+        # relative to the work folder (absolute in markers before that): a moved cache holds
+        checkpoint = work_dir / Path(data["checkpoint"]).name
+        result = TrainingResult(checkpoint, int(data["iterations"]), data["best_val_acc"], work_dir)
+        problem = _checkpoint_problem(checkpoint, data.get("size"), data.get("sha256"))
+    except (ValueError, TypeError, KeyError, OSError) as error:
+        checkpoint, problem = None, f"its marker {marker} is unreadable ({error})"
+    if problem is None:
+        return result
+    if not repair:
+        return None
+    from fsarbench.console import stderr
+
+    stderr.print(
+        f"the finished stage in {work_dir} is corrupt: {problem}; computing it again",
+        soft_wrap=True,
     )
+    marker.unlink(missing_ok=True)
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)
+    return None
+
+
+def _checkpoint_problem(checkpoint: Path, size, sha256) -> str | None:
+    if not checkpoint.is_file():
+        return f"{checkpoint} is missing"
+    if size is not None and checkpoint.stat().st_size != size:
+        return f"{checkpoint} has {checkpoint.stat().st_size} bytes, {size} were written"
+    if sha256 is not None and _file_sha256(checkpoint) != sha256:
+        return f"{checkpoint}'s sha256 is not the one written"
+    return None
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_done(result: TrainingResult) -> None:
+    """The stage's marker, written last: the checkpoint's name (in the work folder), size and
+    sha256, so a corrupt checkpoint is never read back as the stage's result."""
     atomic_write_text(
         result.work_dir / DONE,
         json.dumps(
             {
-                "checkpoint": str(result.checkpoint),
+                "checkpoint": result.checkpoint.name,
+                "size": result.checkpoint.stat().st_size,
+                "sha256": _file_sha256(result.checkpoint),
                 "iterations": result.iterations,
                 "best_val_acc": result.best_val_acc,
             }
@@ -608,7 +655,13 @@ def _pretrain(recognizer, clips, recipe, seed, work_dir, num_workers) -> Trainin
     model = FrameClassifier(recognizer, num_classes=len(clips.classes))
     iters = int(recipe["iters"])
     data = PretrainBatches(clips, int(recipe["batch_videos"]), seed, iters)
-    loader = DataLoader(data, batch_size=None, sampler=IndexSampler(iters), num_workers=num_workers)
+    loader = DataLoader(
+        data,
+        batch_size=None,
+        sampler=IndexSampler(iters),
+        num_workers=num_workers,
+        worker_init_fn=end_with_parent,
+    )
     iterations = _run(model, work_dir, _unique_name(work_dir), loader, recipe, seed, None)
     checkpoint = work_dir / "backbone.pth"
     torch.save(recognizer.backbone.state_dict(), checkpoint)
@@ -660,6 +713,7 @@ def meta_train(
             int(local["iters"]), rank(), world, int(recipe.get("tasks_per_batch", 1))
         ),
         num_workers=num_workers if train_clips is not None else 0,
+        worker_init_fn=end_with_parent,
     )
     if val_loader is None:  # frozen: the val loop reads stored features, the loader is unused
         val_loader = DataLoader(range(1), batch_size=1)
@@ -832,6 +886,7 @@ def train_model(
                 batch_size=evaluation["embed_batch_videos"],
                 collate_fn=collate_clips,
                 num_workers=evaluation["num_workers"],
+                worker_init_fn=end_with_parent,
             ),
             train_clips=data.clips("train", train=True),
         )

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from rich.progress import track
 
 from fsarbench.benchmarks.registry import SPLITS, Benchmark
-from fsarbench.benchmarks.splits import SplitList, natural_key
+from fsarbench.benchmarks.splits import SplitList, _unsafe_path_part, natural_key
 from fsarbench.console import stderr
 from fsarbench.errors import FsarbenchError
 from fsarbench.fileio import install_folder, staging_folder
@@ -40,6 +40,10 @@ FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
 FRAME_TEMPLATE = "img_{:05}.jpg"  # MMAction2's default for RawFrameDecode
 MEDIA = ("video", "frames")
 EXAMPLES_KEPT = 20  # per split and kind, in the report
+PREPARE_AGAIN = (
+    "prepare the benchmark again (`fsarbench data prepare`; for synth, `fsarbench data generate "
+    "synth --force` with the same settings)"
+)
 
 
 @dataclass
@@ -55,6 +59,7 @@ class SplitCoverage:
     unusable_examples: list[dict] = field(default_factory=list)  # {"path", "reason"}
     unexpected_examples: list[str] = field(default_factory=list)
     annotation: str = ""
+    sha256: str = ""  # of the annotation list as written: checked whenever it is read back
 
     @property
     def coverage(self) -> float:
@@ -249,7 +254,9 @@ def prepare_benchmark(
                 else:
                     lines.append(f"{relative}\t{label}")
             coverage.annotation = f"{split}.txt"
-            (staging / coverage.annotation).write_text("".join(line + "\n" for line in lines))
+            written = "".join(line + "\n" for line in lines).encode()
+            (staging / coverage.annotation).write_bytes(written)
+            coverage.sha256 = hashlib.sha256(written).hexdigest()
             if media == "video":
                 for line in lines:
                     relative = line.split("\t", 1)[0]
@@ -296,12 +303,58 @@ class AnnotationEntry:
     frames: int | None  # frame count of a frame folder; None for videos
 
 
-def read_annotation(path: Path, media: str) -> list[AnnotationEntry]:
-    """Parse an annotation list written by :func:`prepare_benchmark` (tab-delimited)."""
-    entries = []
-    for line in path.read_text().splitlines():
+def read_annotation(
+    path: Path, media: str, coverage: SplitCoverage | None = None
+) -> list[AnnotationEntry]:
+    """Parse an annotation list written by :func:`prepare_benchmark` (tab-delimited), checked
+    before anything reads it: bytes as the manifest recorded them (``coverage``), UTF-8, each
+    line ``path<TAB>[frames<TAB>]label`` with a path inside the data folder, a label of one of
+    the split's classes, and no video twice (it would be both support and query of an
+    episode)."""
+    fix = PREPARE_AGAIN
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise FsarbenchError(f"the prepared list {path} is missing", fix) from None
+    if (
+        coverage is not None
+        and coverage.sha256
+        and hashlib.sha256(data).hexdigest() != coverage.sha256
+    ):
+        raise FsarbenchError(
+            f"the prepared list {path} is not the one `prepare` wrote (its sha256 differs from "
+            "the manifest's): changed or corrupt",
+            fix,
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise FsarbenchError(f"the prepared list {path} is not UTF-8 ({error})", fix) from None
+    classes = len(coverage.classes) if coverage is not None else None
+    entries: list[AnnotationEntry] = []
+    seen: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        where = f"{path}, line {number}: {line!r}"
         fields = line.split("\t")
+        if len(fields) != (3 if media == "frames" else 2) or not all(
+            f.isdigit() for f in fields[1:]
+        ):
+            shape = "path<TAB>frames<TAB>label" if media == "frames" else "path<TAB>label"
+            raise FsarbenchError(f"{where} is not of the form {shape}", fix)
         relative, label = fields[0], int(fields[-1])
+        if _unsafe_path_part(relative):
+            raise FsarbenchError(f"{where} would read outside the data folder", fix)
+        if classes is not None and label >= classes:
+            raise FsarbenchError(
+                f"{where} has label {label}, but the split has {classes} classes", fix
+            )
+        if relative in seen:
+            raise FsarbenchError(
+                f"{where} repeats {relative} (first on line {seen[relative]}): the video would "
+                "be support and query of one episode",
+                fix,
+            )
+        seen[relative] = number
         name = relative.rsplit("/", 1)[-1]
         if media == "frames":
             entries.append(AnnotationEntry(relative, name, label, int(fields[1])))
@@ -311,10 +364,30 @@ def read_annotation(path: Path, media: str) -> list[AnnotationEntry]:
 
 
 def load_prepared(folder: Path) -> PreparedBenchmark:
-    """Read a prepared manifest; ``data_root`` comes back absolute."""
-    prepared = PreparedBenchmark.from_json(json.loads((folder / MANIFEST).read_text()))
+    """Read a prepared manifest; ``data_root`` comes back absolute. A manifest that is not
+    what ``prepare`` writes (truncated, edited, another program's) is refused, naming it."""
+    path = folder / MANIFEST
+    try:
+        prepared = PreparedBenchmark.from_json(json.loads(path.read_text()))
+    except (ValueError, TypeError, KeyError, AttributeError) as error:  # JSON, fields, types
+        raise FsarbenchError(
+            f"{path} is not a prepared-benchmark manifest ({type(error).__name__}: {error})",
+            PREPARE_AGAIN,
+        ) from None
     prepared.data_root = str((folder / prepared.data_root).resolve())
     return prepared
+
+
+def prepared_problem(folder: Path) -> str | None:
+    """Why the prepared benchmark in ``folder`` cannot be read back (its manifest or a list
+    corrupt or changed), or None when it is intact."""
+    try:
+        prepared = load_prepared(folder)
+        for coverage in prepared.splits.values():
+            read_annotation(folder / coverage.annotation, prepared.media, coverage)
+    except FsarbenchError as error:
+        return error.problem
+    return None
 
 
 def format_coverage(prepared: PreparedBenchmark) -> str:

@@ -33,13 +33,19 @@ from pathlib import Path
 import numpy as np
 
 from fsarbench.benchmarks.prepare import MANIFEST as PREPARED_MANIFEST
-from fsarbench.benchmarks.prepare import PreparedBenchmark, load_prepared, prepare_benchmark
+from fsarbench.benchmarks.prepare import (
+    PreparedBenchmark,
+    load_prepared,
+    prepare_benchmark,
+    prepared_problem,
+)
 from fsarbench.benchmarks.registry import SPLITS, get_benchmark
 from fsarbench.benchmarks.splits import SplitList, parse_split_text
 from fsarbench.console import stderr
 from fsarbench.errors import FsarbenchError
 from fsarbench.fileio import install_folder, staging_folder
 from fsarbench.paths import cache_dir
+from fsarbench.workers import end_with_parent
 
 # 2: x264 without macroblock-tree rate control (its output bytes varied from run to run)
 GENERATOR_VERSION = 2
@@ -89,7 +95,11 @@ class SynthConfig:
         if self.fps < 1:
             problems.append("fps must be positive")
         if problems:
-            raise FsarbenchError("invalid synth settings: " + "; ".join(problems))
+            raise FsarbenchError(
+                "invalid synth settings: " + "; ".join(problems),
+                "fix the --synth settings (`fsarbench data generate --help` lists each with "
+                "its default)",
+            )
 
     @property
     def fingerprint(self) -> str:
@@ -298,7 +308,8 @@ def _make_videos(jobs: list[VideoJob], config: SynthConfig, progress: bool) -> N
     from rich.progress import track
 
     workers = max(1, os.cpu_count() or 1)
-    with ProcessPoolExecutor(workers) as pool:
+    # the workers end with this process, even when it is killed (SIGKILL)
+    with ProcessPoolExecutor(workers, initializer=end_with_parent) as pool:
         finished = pool.map(_make_video, jobs, itertools.repeat(config), chunksize=16)
         for _ in track(
             finished,
@@ -349,10 +360,21 @@ def generate_synth(
     prepared = final / "prepared" / PREPARED_MANIFEST
     if force:
         prepared.unlink(missing_ok=True)
+
+    def reuse() -> Path | None:
+        if not prepared.is_file():
+            return None
+        problem = prepared_problem(prepared.parent)
+        if problem is None:
+            return final
+        # fsarbench's own output, and reproducible from the settings: made again
+        stderr.print(f"{problem}: generating {final.name} again", soft_wrap=True)
+        return None
+
     return compute_once(
         final.with_name(f".{final.name}.lock"),
         f"generating {final.name}",
-        lambda: final if prepared.is_file() else None,
+        reuse,
         lambda: _generate(config, final, progress),
         kind="data",
     )

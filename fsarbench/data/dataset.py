@@ -45,7 +45,7 @@ class FewShotClipDataset(BaseActionDataset):
         self.split = split
         synth_config = SynthConfig(**synth) if synth is not None else None
         self.prepared, folder = require_prepared(self.benchmark, synth_config)
-        coverage = self.prepared.splits[split]
+        coverage = self.coverage = self.prepared.splits[split]
         self.classes = list(coverage.classes)
         self.media = self.prepared.media
         kw.setdefault("start_index", 1 if self.media == "frames" else 0)
@@ -61,7 +61,7 @@ class FewShotClipDataset(BaseActionDataset):
     def load_data_list(self) -> list[dict]:
         root = self.data_prefix["video"]
         data_list = []
-        for entry in read_annotation(Path(self.ann_file), self.media):
+        for entry in read_annotation(Path(self.ann_file), self.media, self.coverage):
             info = dict(
                 label=entry.label, video_id=entry.video_id, class_name=self.classes[entry.label]
             )

@@ -61,7 +61,7 @@ class SplitVideos:
 
 def split_videos(prepared: PreparedBenchmark, prepared_dir: Path, split: str) -> SplitVideos:
     coverage = prepared.splits[split]
-    entries = read_annotation(prepared_dir / coverage.annotation, prepared.media)
+    entries = read_annotation(prepared_dir / coverage.annotation, prepared.media, coverage)
     return SplitVideos(
         prepared.benchmark,
         split,
@@ -252,7 +252,15 @@ def episode_set_for(
     protocol_tag = f"{protocol.get('name', 'custom')}-v{protocol.get('version', 0)}"
     path = folder / videos.split / f"{protocol_tag}-{spec.name}-{videos.content_hash[:12]}.npz"
     if path.is_file():
-        return load_episode_set(path)
+        try:
+            return load_episode_set(path)
+        except Exception as error:  # not an episode file, truncated, damaged: sampled again
+            from fsarbench.console import stderr
+
+            reason = error.problem if isinstance(error, FsarbenchError) else repr(error)
+            stderr.print(
+                f"episode set {path} is unreadable ({reason}); sampling it again", soft_wrap=True
+            )
     episodes = sample_episodes(videos, spec, protocol)
     save_episode_set(episodes, path)
     return episodes
