@@ -304,6 +304,7 @@ def config_hash(config: Config) -> str:
 # replicate in the record name) or that are measured inputs, not choices (the data identity):
 # left out of a variant's settings.
 NAMED_ELSEWHERE = (
+    "code_version",
     "data",
     "amp",
     "pretrained_on",

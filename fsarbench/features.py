@@ -50,12 +50,18 @@ def weights_hash(module: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+# What an embedding computes from (video, weights, pipeline): a new version (a backbone's
+# forward or pooling changed) never reads an old version's stores.
+FEATURE_VERSION = 2  # 2: the data by content (lists and media digest), not by mount point
+
+
 def pipeline_hash(pipeline: list[dict], annotation: Path, media_digest: str) -> str:
     """The test pipeline plus what it reads: the prepared list's bytes (relative paths,
     labels, frame counts) and the media digest of the prepared videos (their sizes), not
     where the data folder is mounted: a data or cache folder moved elsewhere keeps its
     stored features."""
-    digest = hashlib.sha256(canonical_json(pipeline).encode())
+    digest = hashlib.sha256(f"features-v{FEATURE_VERSION}".encode())
+    digest.update(canonical_json(pipeline).encode())
     digest.update(annotation.read_bytes())
     digest.update(media_digest.encode())
     return digest.hexdigest()

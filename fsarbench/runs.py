@@ -78,6 +78,11 @@ from fsarbench.results import (
 from fsarbench.runtime import check_amp, resolve_device
 from fsarbench.stats import mean_and_ci95
 
+# What the harness computes for a run from its config (episodes, evaluation, training loop):
+# part of every run's identity with the method's own ``code_version``. 2: identities by
+# content (no mount point in them), validated inputs.
+RUN_CODE_VERSION = 2
+
 # --- one run -------------------------------------------------------------------------------
 
 
@@ -164,6 +169,11 @@ def suite_run_config(
             )
     if options.replicate:  # absent for replicate 0: its config, so its identity, as before
         config.schedule["replicate"] = int(options.replicate)
+    # the code that computes the numbers: a new version never reuses the old one's records
+    config.code_version = dict(
+        harness=RUN_CODE_VERSION,
+        method=getattr(MODELS.get(config.method["type"]), "code_version", 1),
+    )
     return config
 
 

@@ -51,6 +51,10 @@ class FewShotRecognizer(BaseModel):
     # A head that embeds class names (CLIP-FSAR) needs a backbone with a text tower and the
     # names of each episode's classes: ``episode_context`` gives its ``compare`` the latter.
     needs_text: ClassVar[bool] = False
+    # The version of what this head computes: part of every run's identity (the config's
+    # ``code_version``), so a change that moves its numbers, made with a bump here, is never
+    # served a record or a trained stage of the old code.
+    code_version: ClassVar[int] = 1
 
     def __init__(self, backbone: dict, data_preprocessor: dict | None = None, init_cfg=None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import pickle
 import shutil
@@ -235,6 +237,12 @@ def test_changed_data_is_never_served_stale_weights_or_records(
     (train_list,) = home.rglob("prepared/train.txt")
     lines = train_list.read_text().splitlines(keepends=True)
     train_list.write_text("".join(reversed(lines)))  # the same videos, other bytes
+    # ... as a new `prepare` writes them: the manifest holds the new list's sha256 (an edit
+    # that it does not hold is corruption, and synth is generated again)
+    manifest = train_list.with_name("prepared.json")
+    prepared = json.loads(manifest.read_text())
+    prepared["splits"]["train"]["sha256"] = hashlib.sha256(train_list.read_bytes()).hexdigest()
+    manifest.write_text(json.dumps(prepared))
     again = run("protonet", tmp_path, "frozen", pretrain=True, cfg_options=fixed)
     assert not again.skipped and "data changed" in again.record.notes[0]
     assert again.record.config_hash != first.record.config_hash
