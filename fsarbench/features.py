@@ -100,10 +100,9 @@ class StoredFeatures:
         return np.array([row_of[v] for v in video_ids], dtype=np.int64)
 
 
-def _refuse_unreadable(key: FeatureKey, dataset, indices, error: Exception):
-    """Raise the message for the first video of ``indices`` that cannot be decoded, or
-    ``error`` itself when they all decode (then it was not the data)."""
-    unreadable = first_unreadable(dataset, indices)
+def _refuse_unreadable(key: FeatureKey, unreadable: tuple[str, str] | None, error: Exception):
+    """Raise the message for ``unreadable`` (``first_unreadable``'s finding), or ``error``
+    itself when every video decoded (then it was not the data)."""
     if unreadable is None:
         raise error
     path, reason = unreadable
@@ -218,7 +217,7 @@ class FeatureStore:
         try:
             first = dataset[0]["inputs"][None]  # [1, T, 3, H, W]
         except Exception as error:
-            _refuse_unreadable(key, dataset, [0], error)
+            _refuse_unreadable(key, first_unreadable(dataset, [0]), error)
         with torch.inference_mode():
             # on CUDA, as many videos per batch as memory allows, measured on this one
             batch_videos = embed_batch_videos(
@@ -260,11 +259,13 @@ class FeatureStore:
         except Exception as error:
             del features
             # the loader yields batches in order: the one that failed starts at ``done``
-            failed = range(done, min(done + batch_videos, len(dataset)))
-            if first_unreadable(dataset, failed) is not None:
+            unreadable = first_unreadable(
+                dataset, range(done, min(done + batch_videos, len(dataset)))
+            )
+            if unreadable is not None:
                 partial.unlink(missing_ok=True)  # no resume point before an unreadable video
                 state_file.unlink(missing_ok=True)
-            _refuse_unreadable(key, dataset, failed, error)
+            _refuse_unreadable(key, unreadable, error)
         del features
         os.replace(partial, folder / "features.npy")
         index = {"key": key.__dict__, "shape": list(shape), "video_ids": video_ids}

@@ -83,6 +83,18 @@ def tiny_synth_home(tmp_path_factory) -> Path:
     return home
 
 
+@pytest.fixture
+def own_synth_home(tiny_synth_home, tmp_path_factory, monkeypatch) -> Path:
+    """A copy of the session's tiny synth home, the test's own: to damage, or to fill with
+    stored features and stages that other tests expect to compute themselves."""
+    import shutil
+
+    copy = tmp_path_factory.mktemp("own") / "home"
+    shutil.copytree(tiny_synth_home, copy)
+    monkeypatch.setenv("FSARBENCH_HOME", str(copy))
+    return copy
+
+
 @pytest.fixture(scope="session")
 def standin_weights(tmp_path_factory) -> dict[str, Path]:
     """Random-init small CLIP and VideoMAE models saved as the real checkpoints are (Hugging

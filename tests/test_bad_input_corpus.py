@@ -28,15 +28,8 @@ IGNORED = (".lock", ".owner", "stages.jsonl")
 
 
 @pytest.fixture
-def home(tiny_synth_home, tmp_path_factory, monkeypatch):
-    """A copy of the session's tiny synth home: the records some cases set up embed features,
-    which other test files expect to embed themselves."""
-    import shutil
-
-    copy = tmp_path_factory.mktemp("corpus") / "home"
-    shutil.copytree(tiny_synth_home, copy)
-    monkeypatch.setenv("FSARBENCH_HOME", str(copy))
-    return copy
+def home(own_synth_home):
+    return own_synth_home
 
 
 def snapshot(*roots: Path) -> dict[str, tuple[int, int]]:

@@ -34,14 +34,8 @@ RUN += ["--train", "none", "--synth", TINY]
 
 
 @pytest.fixture
-def home(tiny_synth_home, tmp_path, monkeypatch):
-    """A copy of the session's tiny synth home, this test's own to damage."""
-    import shutil
-
-    copy = tmp_path / "home"
-    shutil.copytree(tiny_synth_home, copy)
-    monkeypatch.setenv("FSARBENCH_HOME", str(copy))
-    return copy
+def home(own_synth_home):
+    return own_synth_home
 
 
 def accuracies(results: Path) -> list[float]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -236,12 +235,8 @@ def test_an_empty_baseline_is_refused(tmp_path, capsys):
 
 
 @pytest.fixture
-def home(tiny_synth_home, tmp_path, monkeypatch):
-    # a copy: the runs below store features, which other tests expect not to find
-    home = tmp_path / "home"
-    shutil.copytree(tiny_synth_home, home)
-    monkeypatch.setenv("FSARBENCH_HOME", str(home))
-    return home
+def home(own_synth_home):
+    return own_synth_home
 
 
 def test_the_gate_catches_a_planted_regression_in_a_real_run(home, tmp_path, monkeypatch):
