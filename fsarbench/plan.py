@@ -218,7 +218,13 @@ def _pretrain_stage(planner: _Planner, run: ResolvedRun, stage_seed: int, data_i
     )
     if run.data is None:
         return Stage("pretrain", name, "after the data stage", PENDING, [data_index])
-    folder = pretrain_dir(run.config, run.data, stage_seed, _initial_hash(planner, run, stage_seed))
+    from fsarbench.runtime import resolve_device, training_threads
+
+    options = planner.options
+    threads = training_threads(resolve_device(options.device), options.threads)
+    folder = pretrain_dir(
+        run.config, run.data, stage_seed, _initial_hash(planner, run, stage_seed), threads
+    )
     state = DONE if read_done(folder, repair=False) is not None else TO_DO
     return Stage("pretrain", name, str(folder), state, [data_index])
 

@@ -69,6 +69,9 @@ class RunRecord:
     pretrained_on: list[str] = field(default_factory=list)
     leakage: list[str] = field(default_factory=list)
     amp: str | None = None  # the backbone's autocast (bf16 / fp16, --amp); None: float32
+    # torch's CPU threads in the process that trained and tested (--threads): a training on
+    # CPU gives the same bits only at the same count (None: a record from before it was kept)
+    threads: int | None = None
     # Training replicate (--replicate): 0 is the run; R > 0 trains it again from initial
     # weights perturbed at float rounding's scale (fsarbench.replicates), for the gate's model
     # of training noise.

@@ -75,7 +75,7 @@ from fsarbench.results import (
     write_failure,
     write_record,
 )
-from fsarbench.runtime import check_amp, resolve_device
+from fsarbench.runtime import DEFAULT_THREADS, check_amp, resolve_device, use_threads
 from fsarbench.stats import mean_and_ci95
 
 # What the harness computes for a run from its config (episodes, evaluation, training loop):
@@ -104,6 +104,9 @@ class SuiteOptions:
     backbone: str | None = None  # a backbone name; None: the method's, else the benchmark's
     device: str = "auto"  # auto (CUDA when there is one), cpu, cuda[:N]
     amp: str | None = None  # bf16 / fp16 autocast of the backbone; None: float32
+    # torch's CPU threads in each process that computes (runtime.use_threads): a training on
+    # CPU is bit-identical only at the same count; recorded, and part of training stage keys
+    threads: int = DEFAULT_THREADS
     progress: bool = True
     synth: SynthConfig | None = None
     training: str | None = None  # none | finetune | frozen; None: the schedule's default
@@ -329,6 +332,7 @@ def compute_stages(
     stores of its fixed backbone), without its own training and test."""
     from fsarbench.training import frozen_features, pretrain_stage
 
+    use_threads(options.threads)
     run = resolve_run(request, options)
     store = store or FeatureStore()
     config, data = run.config, run.data
@@ -408,6 +412,7 @@ def _execute_as_rank(run, options, store, notes, reuse) -> RunOutcome:
 def _compute_run(
     run: ResolvedRun, options: SuiteOptions, store: FeatureStore, notes: list[str]
 ) -> RunOutcome:
+    use_threads(options.threads)
     started = time.perf_counter()
     config, data, seed = run.config, run.data, run.request.seed
     protocol, evaluation = config.protocol, config.evaluation
@@ -489,6 +494,7 @@ def _compute_run(
         git_commit=git_commit(),
         device=device,
         amp=options.amp,
+        threads=torch.get_num_threads(),
         replicate=replicate_of(config),
         wall_time_s=round(time.perf_counter() - started, 3),
         embed_frame_forwards=int(frame_forwards),

@@ -1,7 +1,11 @@
-"""Where and how the arithmetic runs: device selection, mixed precision, embedding batch size.
+"""Where and how the arithmetic runs: device selection, CPU threads, mixed precision, embedding
+batch size.
 
-None of these decide a result's identity except mixed precision, which the run config and the
-record keep. Everything here works on a CPU-only machine: ``auto`` picks CUDA when there is
+None of these decide a run's identity except mixed precision, which the run config and the
+record keep. The CPU thread count decides the bits a training on CPU produces (its reductions
+are split by thread), so it is part of every training stage's key and of the record, though not
+of the run's identity: like another GPU, another count gives an equally valid training, not
+another experiment. Everything here works on a CPU-only machine: ``auto`` picks CUDA when there is
 one, ``bf16`` autocasts on CPU as on CUDA, and only ``fp16`` (which needs loss scaling when
 training) asks for CUDA.
 """
@@ -40,6 +44,27 @@ def resolve_device(name: str) -> str:
     if name != "cpu":
         raise FsarbenchError(f"unknown device {name!r}", "use auto, cpu or cuda[:N]")
     return name
+
+
+# torch's default is one thread per core: a record would then depend on the machine's core
+# count, and on a loaded machine a small head's loop runs many times slower than on one thread.
+DEFAULT_THREADS = 1
+
+
+def use_threads(threads: int) -> None:
+    """Set torch's intra-op CPU threads for this process (``--threads``): before a run or a
+    stage computes anything, so every training on CPU in it uses the same count."""
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+def training_threads(device: torch.device | str, threads: int | None = None) -> int | None:
+    """What a training stage's key holds of the arithmetic: on CPU, the thread count (another
+    count gives other weights): ``threads``, what a process will use (a plan, before it sets
+    it), else this process's; on CUDA, None (CPU threads do not do its sums)."""
+    if torch.device(device).type != "cpu":
+        return None
+    return torch.get_num_threads() if threads is None else threads
 
 
 def check_amp(amp: str | None, device: str) -> None:

@@ -52,6 +52,7 @@ from fsarbench.locks import compute_once
 from fsarbench.paths import cache_dir, data_dir
 from fsarbench.registry import LOOPS, METRICS, MODELS
 from fsarbench.replicates import BACKBONE, perturb_initial_weights
+from fsarbench.runtime import training_threads
 from fsarbench.stats import mean_and_ci95
 from fsarbench.workers import end_with_parent
 
@@ -775,16 +776,21 @@ def pretrain_seed(config, seed: int) -> int:
 
 
 # What the pretraining stage computes from its identity; a new version never reuses an old
-# stage's weights. 2: the classifier is initialised from the stage's seed.
-PRETRAIN_STAGE_VERSION = 2
+# stage's weights. 2: the classifier is initialised from the stage's seed. 3: the CPU thread
+# count is part of the key.
+PRETRAIN_STAGE_VERSION = 3
 
 
-def pretrain_dir(config, data: BenchmarkData, seed: int, initial_weights: str) -> Path:
+def pretrain_dir(
+    config, data: BenchmarkData, seed: int, initial_weights: str, threads: int | None
+) -> Path:
     """The work folder of a pretraining stage: its identity is its recipe, backbone, train
-    pipeline, data and starting weights (``initial_weights``: their hash)."""
+    pipeline, data, starting weights (``initial_weights``: their hash) and, on CPU, the thread
+    count it trains with (``runtime.training_threads``)."""
     stage = Config(
         dict(
             version=PRETRAIN_STAGE_VERSION,
+            threads=threads,
             recipe=config.schedule["pretrain"],
             backbone=backbone_identity(config),  # the --weights by content
             pipeline=data.pipeline(True),
@@ -811,7 +817,13 @@ def pretrain_stage(model, config, data: BenchmarkData, seed: int, weights_given:
         data.clips("train", train=True),
         config.schedule["pretrain"],
         stage_seed,
-        pretrain_dir(config, data, stage_seed, weights_hash(model.backbone)),
+        pretrain_dir(
+            config,
+            data,
+            stage_seed,
+            weights_hash(model.backbone),
+            training_threads(next(model.parameters()).device),
+        ),
         config.evaluation["num_workers"],
     )
     model.backbone.load_state_dict(torch.load(result.checkpoint, weights_only=True))
@@ -846,17 +858,15 @@ def train_model(
         return None
     recipe = schedule["meta"]
     tag = training_tag(schedule)
-    # The stage's identity: the run's config and the weights it starts from (the pretraining's
-    # output, or the initialisation): a pretraining computed anew is never followed by an
-    # episodic training that was trained on another.
-    work_dir = (
-        work_root()
-        / data.key
-        / method
-        / f"{config.backbone_name}-{tag}"
-        / f"{protocol['name']}-{protocol['n_way']}way-{protocol['k_shot']}shot-seed{seed}"
+    # The stage's identity: the run's config, the weights it starts from (the pretraining's
+    # output, or the initialisation) and, on CPU, the thread count: a pretraining computed
+    # anew is never followed by an episodic training that was trained on another.
+    threads = training_threads(next(model.parameters()).device)
+    stage_name = (
+        f"{protocol['name']}-{protocol['n_way']}way-{protocol['k_shot']}shot-seed{seed}"
         f"-{config_hash(config)[:12]}-{weights_hash(model)[:12]}"
-    )
+    ) + ("" if threads is None else f"-threads{threads}")
+    work_dir = work_root() / data.key / method / f"{config.backbone_name}-{tag}" / stage_name
     drawer = EpisodeDrawer(
         data.videos("train"),
         protocol["n_way"],

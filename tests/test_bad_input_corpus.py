@@ -146,6 +146,12 @@ CASES = [
         "from 0 to",
     ),
     (
+        "zero threads",
+        lambda t: [*RUN, "--threads", "0", *results(t)],
+        "--threads 0 is out of range",
+        "from 1 to",
+    ),
+    (
         "shots not a number",
         lambda t: [*RUN, "--shots", "one", *results(t)],
         "--shots",

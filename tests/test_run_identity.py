@@ -127,7 +127,8 @@ def test_a_cache_mounted_elsewhere_is_reused(home, tmp_path, monkeypatch):
     first = run_one("protonet", SYNTH, None, 1, 0, 20, None, options(tmp_path / "r1"))
     trained = options(tmp_path / "r1", training="frozen")
     first_run = resolve_run(request, trained)
-    first_stage = pretrain_dir(first_run.config, first_run.data, 0, "w").relative_to(work_root())
+    first_stage = pretrain_dir(first_run.config, first_run.data, 0, "w", 1)
+    first_stage = first_stage.relative_to(work_root())
 
     shutil.copytree(first_home, second_home)
     shutil.rmtree(first_home)  # nothing of the first path is left to read
@@ -138,7 +139,8 @@ def test_a_cache_mounted_elsewhere_is_reused(home, tmp_path, monkeypatch):
     assert second.record.episode_accuracies == first.record.episode_accuracies
     second_run = resolve_run(request, trained)
     assert second_run.digest == first_run.digest
-    second_stage = pretrain_dir(second_run.config, second_run.data, 0, "w").relative_to(work_root())
+    second_stage = pretrain_dir(second_run.config, second_run.data, 0, "w", 1)
+    second_stage = second_stage.relative_to(work_root())
     assert second_stage == first_stage
     manifest = json.loads(next(second_home.rglob("prepared.json")).read_text())
     assert len(manifest["media_digest"]) == 64

@@ -20,6 +20,7 @@ import torch
 from conftest import TINY_SYNTH
 from fsarbench.benchmarks.prepare import require_prepared
 from fsarbench.benchmarks.registry import get_benchmark
+from fsarbench.cli import main
 from fsarbench.data.episodes import EpisodeDrawer, split_videos
 from fsarbench.errors import FsarbenchError
 from fsarbench.runs import SuiteOptions, run_one
@@ -222,6 +223,31 @@ def test_a_fixed_pretraining_seed_gives_one_stage_for_every_run_seed(home, tmp_p
     third = run("protonet", tmp_path, "frozen", pretrain=True, seed=3).record
     assert third.backbone_weights_hash != first.backbone_weights_hash
     assert len(list(work_root().rglob("backbone.pth"))) == 2
+
+
+def test_the_thread_count_is_part_of_every_training_stage(home, tmp_path, capsys):
+    """A training on CPU gives its bits at one thread count: another count trains its own
+    stages (never reuses the other's), records its count, and is still the same run."""
+    threads_before = torch.get_num_threads()
+    try:
+        one = run("protonet_tsn_ln_dot", tmp_path / "one", "frozen", pretrain=True, threads=1)
+        # the plan finds the stages that count trained, and none for another count
+        cli = ["run", "--methods", "protonet_tsn_ln_dot", "--shots", "1", "--seeds", "0"]
+        cli += ["--episodes", "20", "--synth", "seed=3,videos_per_class=3,frames=8,size=32"]
+        cli += ["--train", "frozen", "--pretrain", "--results-dir", str(tmp_path / "plan")]
+        cli += ["--cfg-options", *(f"{k}={v}" for k, v in TINY_SCHEDULE.items()), "--dry-run"]
+        assert main([*cli, "--threads", "1"]) == 0
+        assert "[done] pretrain" in capsys.readouterr().out
+        assert main([*cli, "--threads", "2"]) == 0
+        assert "[to do] pretrain" in capsys.readouterr().out
+        two = run("protonet_tsn_ln_dot", tmp_path / "two", "frozen", pretrain=True, threads=2)
+    finally:
+        torch.set_num_threads(threads_before)
+    assert (one.record.threads, two.record.threads) == (1, 2)
+    assert one.record.config_hash == two.record.config_hash  # not another experiment
+    assert len(list(work_root().rglob("backbone.pth"))) == 2  # a pretraining per count
+    episodic = sorted(p.name.rpartition("-")[2] for p in work_root().rglob("*shot-seed0-*"))
+    assert episodic == ["threads1", "threads2"]  # and an episodic training per count
 
 
 def test_changed_data_is_never_served_stale_weights_or_records(

@@ -27,6 +27,7 @@ from fsarbench.runs import (
     run_requests,
     suite_requests,
 )
+from fsarbench.runtime import DEFAULT_THREADS
 
 # Some runs of the suite failed (the others finished): not bad input (2), not an interruption.
 EXIT_RUNS_FAILED = 1
@@ -52,6 +53,7 @@ COUNT_LIMITS = (
     ("episodes", 2, 10_000_000),  # one episode has no interval, no paired test
     ("seeds", 0, 2**32 - 1),  # numpy's seed range
     ("replicate", 0, 2**32 - 1),
+    ("threads", 1, 1024),
 )
 
 
@@ -230,6 +232,15 @@ def register(subparsers) -> None:
         "training); recorded, and part of the run's identity (default: float32)",
     )
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=DEFAULT_THREADS,
+        metavar="N",
+        help=f"torch's CPU threads per process (default: {DEFAULT_THREADS}, so that a training "
+        "on CPU gives the same bits whatever the machine's core count; another N trains faster "
+        "on an idle many-core CPU, gives other, equally valid weights, and is recorded)",
+    )
+    parser.add_argument(
         "--synth",
         type=synth_settings,
         default=None,
@@ -328,6 +339,7 @@ def run(args: argparse.Namespace) -> int:
         backbone=args.backbone,
         device=args.device,
         amp=args.amp,
+        threads=args.threads,
         progress=stderr.is_terminal,
         synth=args.synth,
         training=args.train,
