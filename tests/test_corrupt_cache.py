@@ -177,6 +177,35 @@ def test_sigkill_during_generation_leaves_no_worker_and_no_staging(tmp_path, mon
     assert not [p for p in cache.iterdir() if p.name.startswith(".seed11-") and p.is_dir()]
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_sigkill_of_a_run_leaves_no_data_loader_worker(tmp_path, monkeypatch):
+    monkeypatch.setenv("FSARBENCH_HOME", str(tmp_path / "home"))
+    synth = "seed=12,videos_per_class=6,frames=8,size=32"
+    assert main(["data", "generate", "synth", "--seed", "12", "--videos-per-class", "6",
+                 "--frames", "8", "--size", "32"]) == 0  # fmt: skip
+    # per-episode embedding: the data-loader workers decode for as long as the run lasts
+    command = [sys.executable, "-m", "fsarbench", "run", "--methods", "protonet"]
+    command += ["--train", "none", "--no-feature-cache", "--shots", "1", "--seeds", "0"]
+    command += ["--episodes", "5000", "--synth", synth, "--results-dir", str(tmp_path / "r")]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    workers = []
+    while time.time() < deadline and len(workers) < 2:  # until both workers are up
+        time.sleep(0.2)
+        workers = children_of(process.pid)
+        assert process.poll() is None, "the run ended before it could be killed"
+    assert len(workers) == 2, workers
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    # torch's own watchdog ends an orphaned worker only at its next 5-second status check
+    # (and never while a decode hangs); the kernel's parent-death signal ends it at once
+    deadline = time.time() + 2.5
+    while time.time() < deadline and any(alive(w) for w in workers):
+        time.sleep(0.1)
+    assert not any(alive(w) for w in workers), "data-loader workers outlived their run"
+    assert not (tmp_path / "r" / "runs").exists() or not load_records(tmp_path / "r")
+
+
 def test_staging_of_a_live_process_or_another_host_is_left_alone(tmp_path):
     final = tmp_path / "thing"
     mine = staging_folder(final)  # this process: alive
