@@ -6,6 +6,7 @@ no staging folder behind."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -22,7 +23,7 @@ from fsarbench.benchmarks.registry import get_benchmark
 from fsarbench.benchmarks.splits import store_splits
 from fsarbench.benchmarks.standin import make_standin_tree
 from fsarbench.benchmarks.synth import ensure_synth, synth_root
-from fsarbench.cli import main
+from fsarbench.cli import EXIT_INTERRUPTED, main
 from fsarbench.errors import FsarbenchError
 from fsarbench.fileio import remove_abandoned_staging, staging_folder
 from fsarbench.results import load_records
@@ -178,7 +179,8 @@ def test_sigkill_during_generation_leaves_no_worker_and_no_staging(tmp_path, mon
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
-def test_sigkill_of_a_run_leaves_no_data_loader_worker(tmp_path, monkeypatch):
+@pytest.mark.parametrize("ending", ["SIGKILL", "Ctrl-C"])
+def test_an_ended_run_leaves_no_data_loader_worker(tmp_path, monkeypatch, ending):
     monkeypatch.setenv("FSARBENCH_HOME", str(tmp_path / "home"))
     synth = "seed=12,videos_per_class=6,frames=8,size=32"
     assert main(["data", "generate", "synth", "--seed", "12", "--videos-per-class", "6",
@@ -187,7 +189,9 @@ def test_sigkill_of_a_run_leaves_no_data_loader_worker(tmp_path, monkeypatch):
     command = [sys.executable, "-m", "fsarbench", "run", "--methods", "protonet"]
     command += ["--train", "none", "--no-feature-cache", "--shots", "1", "--seeds", "0"]
     command += ["--episodes", "5000", "--synth", synth, "--results-dir", str(tmp_path / "r")]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
     deadline = time.time() + 180
     workers = []
     while time.time() < deadline and len(workers) < 2:  # until both workers are up
@@ -195,8 +199,15 @@ def test_sigkill_of_a_run_leaves_no_data_loader_worker(tmp_path, monkeypatch):
         workers = children_of(process.pid)
         assert process.poll() is None, "the run ended before it could be killed"
     assert len(workers) == 2, workers
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    if ending == "Ctrl-C":  # the terminal sends SIGINT to the whole foreground group
+        os.killpg(process.pid, signal.SIGINT)
+        err = process.communicate(timeout=60)[1].decode()
+        assert process.returncode == EXIT_INTERRUPTED, err
+        assert "the same command resumes" in err and "Traceback" not in err
+        assert len(err.strip().splitlines()) <= 2, err  # the run's line, then one line
+    else:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
     # torch's own watchdog ends an orphaned worker only at its next 5-second status check
     # (and never while a decode hangs); the kernel's parent-death signal ends it at once
     deadline = time.time() + 2.5

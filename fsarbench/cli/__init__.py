@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         stderr.print(
             "interrupted: nothing half-written was kept; the same command resumes (finished runs "
-            "and stages are kept, a training goes on from its last checkpoint)"
+            "and stages are kept, a training goes on from its last checkpoint)",
+            soft_wrap=True,
         )
         return EXIT_INTERRUPTED
     except OSError as error:
