@@ -14,6 +14,7 @@ Missing videos are reported, never replaced: Kinetics-100 always misses some You
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -326,11 +327,21 @@ def read_annotation(
             "the manifest's): changed or corrupt",
             fix,
         )
+    classes = len(coverage.classes) if coverage is not None else None
+    return list(_parse_annotation(str(path), data, media, classes))
+
+
+# A suite reads the same lists for every run it resolves: each parse is kept by content (the
+# bytes are read and hashed every time; only the checks of identical bytes are not redone).
+@functools.lru_cache(maxsize=64)
+def _parse_annotation(
+    path: str, data: bytes, media: str, classes: int | None
+) -> tuple[AnnotationEntry, ...]:
+    fix = PREPARE_AGAIN
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         raise FsarbenchError(f"the prepared list {path} is not UTF-8 ({error})", fix) from None
-    classes = len(coverage.classes) if coverage is not None else None
     entries: list[AnnotationEntry] = []
     seen: dict[str, int] = {}
     for number, line in enumerate(text.splitlines(), start=1):
@@ -360,7 +371,7 @@ def read_annotation(
             entries.append(AnnotationEntry(relative, name, label, int(fields[1])))
         else:
             entries.append(AnnotationEntry(relative, os.path.splitext(name)[0], label, None))
-    return entries
+    return tuple(entries)
 
 
 def load_prepared(folder: Path) -> PreparedBenchmark:
