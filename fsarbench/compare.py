@@ -18,7 +18,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from fsarbench.errors import FsarbenchError
 from fsarbench.results import RunRecord, row_method
@@ -51,6 +50,8 @@ class PairedDifference:
 
 def paired_difference(a, b) -> PairedDifference:
     """Per-episode accuracies ``a [n]`` and ``b [n]`` (fractions, same episodes, same order)."""
+    from scipy import stats  # here: the CLI's start-up does not pay for SciPy
+
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 1 or a.size < 2:
         raise ValueError(

@@ -14,7 +14,6 @@ import re
 from pathlib import Path
 
 from fsarbench.errors import FsarbenchError
-from fsarbench.names import method_configs
 from fsarbench.report import render_breakdown, render_leaderboard
 from fsarbench.results import RunRecord, load_records
 
@@ -51,6 +50,8 @@ def wanted_sections(root: Path, results_dir: Path) -> dict[Path, str]:
             f"{root.resolve()} is not an fsarbench checkout (no README.md and configs/)",
             "run this from the repository root",
         )
+    from fsarbench.names import method_configs  # the method registry: only for --write-docs
+
     records = load_records(results_dir)
     folder_of = {name: path.parent.name for name, path in method_configs().items()}
     wanted = {root / "README.md": section(records)}

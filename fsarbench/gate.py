@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 from fsarbench import __version__
 from fsarbench.compare import PairedDifference, paired_runs, pooled_difference
@@ -314,6 +313,8 @@ def replicate_difference(
     row's own spread and the suite's pooled one (a noisier row keeps its own), on the pooled
     degrees of freedom; ``ci95``: the 95% half-width of that prediction interval.
     (``n_pairs``: replicates.)"""
+    from scipy import stats  # here: the CLI's start-up does not pay for SciPy
+
     values = np.asarray(replicates, dtype=np.float64)  # [n] percent
     n = values.size
     expected = float(values.mean())

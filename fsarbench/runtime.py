@@ -13,12 +13,16 @@ training) asks for CUDA.
 from __future__ import annotations
 
 import contextlib
-
-import torch
+from typing import TYPE_CHECKING
 
 from fsarbench.errors import FsarbenchError
 
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported by each function that needs it: the command line reads this module's
+# defaults (``--threads``) without paying for torch's import.
+AMP_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}  # --amp: torch dtype names
 # The share of free GPU memory one embedding batch may take: activations are measured on one
 # video, and the allocator, the decode workers' pinned buffers and fragmentation need the rest.
 EMBED_MEMORY_SHARE = 0.5
@@ -27,6 +31,8 @@ MAX_EMBED_BATCH = 512
 
 def resolve_device(name: str) -> str:
     """``auto`` -> ``cuda`` when a CUDA device is visible, else ``cpu``; others are checked."""
+    import torch
+
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
@@ -54,6 +60,8 @@ DEFAULT_THREADS = 1
 def use_threads(threads: int) -> None:
     """Set torch's intra-op CPU threads for this process (``--threads``): before a run or a
     stage computes anything, so every training on CPU in it uses the same count."""
+    import torch
+
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
 
@@ -62,6 +70,8 @@ def training_threads(device: torch.device | str, threads: int | None = None) -> 
     """What a training stage's key holds of the arithmetic: on CPU, the thread count (another
     count gives other weights): ``threads``, what a process will use (a plan, before it sets
     it), else this process's; on CUDA, None (CPU threads do not do its sums)."""
+    import torch
+
     if torch.device(device).type != "cpu":
         return None
     return torch.get_num_threads() if threads is None else threads
@@ -81,16 +91,20 @@ def check_amp(amp: str | None, device: str) -> None:
 
 def autocast(device: torch.device | str, amp: str | None):
     """``torch.autocast`` for the backbone's forward, or nothing when ``amp`` is None."""
+    import torch
+
     if amp is None:
         return contextlib.nullcontext()
     device_type = torch.device(device).type
-    return torch.autocast(device_type=device_type, dtype=AMP_DTYPES[amp])
+    return torch.autocast(device_type=device_type, dtype=getattr(torch, AMP_DTYPES[amp]))
 
 
 def embed_batch_videos(probe, configured: int, device: torch.device | str) -> int:
     """Videos per embedding batch: ``configured`` on CPU; on CUDA, as many as fit in
     ``EMBED_MEMORY_SHARE`` of the free memory, from the peak memory of ``probe()`` (one video
     embedded), never fewer than one nor more than ``MAX_EMBED_BATCH``."""
+    import torch
+
     device = torch.device(device)
     if device.type != "cuda":
         return configured

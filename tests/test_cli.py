@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import TINY_SYNTH, split_source
-from fsarbench.cli import main
+from fsarbench.cli import COMMANDS, main
 
 
 def run_cli(capsys, *argv):
@@ -145,3 +145,25 @@ def test_config_prints_the_merged_config(capsys):
         "# config hash: ",
     ):
         assert fragment in out, fragment
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [[], ["--help"], *([command, "--help"] for command in COMMANDS), ["ls", "benchmarks"]],
+    ids=lambda argv: " ".join(argv) or "no command",
+)
+def test_help_and_light_commands_start_without_torch(argv):
+    """`fsarbench --help`, every command's --help and `ls benchmarks` import neither torch
+    nor MMAction2 nor SciPy: each command's module loads when that command is named, and
+    what a parser needs is light (start-up: tools/speed_startup.py)."""
+    code = (
+        "import sys\n"
+        "from fsarbench.cli import main\n"
+        f"code = main({argv!r})\n"
+        "heavy = sorted({'torch', 'mmaction', 'scipy', 'transformers'} & set(sys.modules))\n"
+        "print('HEAVY', heavy, code)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    ).stdout
+    assert "HEAVY [] " in out, out[-500:]

@@ -186,8 +186,18 @@ def test_an_ended_run_leaves_no_data_loader_worker(tmp_path, monkeypatch, ending
     assert main(["data", "generate", "synth", "--seed", "12", "--videos-per-class", "6",
                  "--frames", "8", "--size", "32"]) == 0  # fmt: skip
     # per-episode embedding: the data-loader workers decode for as long as the run lasts
-    command = [sys.executable, "-m", "fsarbench", "run", "--methods", "protonet"]
-    command += ["--train", "none", "--no-feature-cache", "--shots", "1", "--seeds", "0"]
+    command = [sys.executable, "-X", "faulthandler", "-m", "fsarbench", "run"]
+    command += [
+        "--methods",
+        "protonet",
+        "--train",
+        "none",
+        "--no-feature-cache",
+        "--shots",
+        "1",
+        "--seeds",
+        "0",
+    ]
     command += ["--episodes", "5000", "--synth", synth, "--results-dir", str(tmp_path / "r")]
     process = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
@@ -199,9 +209,15 @@ def test_an_ended_run_leaves_no_data_loader_worker(tmp_path, monkeypatch, ending
         workers = children_of(process.pid)
         assert process.poll() is None, "the run ended before it could be killed"
     assert len(workers) == 2, workers
+    time.sleep(1.0)  # past the data loader's start-up: the steady state of a long run
     if ending == "Ctrl-C":  # the terminal sends SIGINT to the whole foreground group
         os.killpg(process.pid, signal.SIGINT)
-        err = process.communicate(timeout=60)[1].decode()
+        try:
+            err = process.communicate(timeout=60)[1].decode()
+        except subprocess.TimeoutExpired:  # where it hangs: faulthandler prints every thread
+            process.send_signal(signal.SIGABRT)
+            err = process.communicate(timeout=30)[1].decode()
+            raise AssertionError(f"the run did not end after Ctrl-C:\n{err[-6000:]}") from None
         assert process.returncode == EXIT_INTERRUPTED, err
         assert "the same command resumes" in err and "Traceback" not in err
         assert len(err.strip().splitlines()) <= 2, err  # the run's line, then one line

@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib
 import sys
 import traceback
 
 from fsarbench import __version__
-from fsarbench.cli import check, compare, config, data, ls, report, run, status
 from fsarbench.console import stderr
 from fsarbench.errors import FsarbenchError
 
-SUBCOMMANDS = (run, status, report, compare, check, data, ls, config)
+# Each command's module (fsarbench.cli.NAME: ``register(parser)`` adds its options, and its
+# handler) is imported only when that command runs, so `fsarbench --help` and a light
+# command do not pay for torch, MMEngine and the methods; here is what `--help` lists.
+COMMANDS = {
+    "run": "test methods on benchmarks (no arguments: the default suite on synth)",
+    "status": "where the latest suite stands: each run done, running, queued or failed",
+    "report": "leaderboard tables from result records",
+    "compare": "paired test of two methods on shared episodes",
+    "check": "fail when results regress against a committed baseline",
+    "data": "get split lists, prepare videos, generate synth",
+    "ls": "list benchmarks and their state on this machine",
+    "config": "print the merged config of a run",
+}
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 3  # a bug: never 1 (a regression in `check`) or 2 (bad input)
 EXIT_INTERRUPTED = 130
@@ -40,21 +52,27 @@ class OptionParser(argparse.ArgumentParser):
         raise SystemExit(EXIT_BAD_INPUT)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The command line's parser, with the options of the command ``argv`` names (its first
+    word that is not an option); ``argv`` None: of every command."""
     parser = OptionParser(
         prog="fsarbench",
         description="Few-shot action recognition benchmarks under one seeded protocol.",
     )
     parser.add_argument("--version", action="version", version=f"fsarbench {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in SUBCOMMANDS:
-        module.register(subparsers)
+    named = None if argv is None else next((a for a in argv if not a.startswith("-")), "")
+    for name, help_text in COMMANDS.items():
+        command = subparsers.add_parser(name, help=help_text)
+        if named is None or named == name:
+            importlib.import_module(f"fsarbench.cli.{name}").register(command)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(argv).parse_args(argv)
     except SystemExit as done:  # --help, --version (0) or a malformed command line (2)
         return int(done.code or 0)
     try:

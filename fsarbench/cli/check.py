@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import pandas as pd
-
 from fsarbench.compare import TEST_NAME, format_p
 from fsarbench.errors import FsarbenchError
 from fsarbench.gate import (
@@ -22,15 +20,14 @@ from fsarbench.results import load_failures, load_records
 EXIT_REGRESSION = 1
 
 
-def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "check",
-        help="fail when results regress against a committed baseline",
-        description="Compares the results with a baseline on the same episode sets. Exit 1 "
+def register(parser) -> None:
+    """The options of `fsarbench check`, on the parser `fsarbench.cli` made for it."""
+    parser.description = (
+        "Compares the results with a baseline on the same episode sets. Exit 1 "
         "when a method is significantly worse (below --alpha, under the training noise of the "
         "baseline's replicates, or a paired test over episodes for a baseline of one) by at "
         "least --min-effect points, when a baseline run is missing or a run failed; 2 on bad "
-        "input (a baseline or record that cannot be compared).",
+        "input (a baseline or record that cannot be compared)."
     )
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--baseline", type=Path, help="baseline file to check against")
@@ -57,6 +54,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import pandas as pd  # here: `fsarbench check --help` does not pay for it
+
     records = load_records(args.results_dir, replicates=args.write_baseline is not None)
     failures = load_failures(args.results_dir)
     if args.write_baseline is not None:

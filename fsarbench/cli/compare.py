@@ -5,21 +5,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import pandas as pd
-
 from fsarbench.compare import TEST_NAME, MethodSpec, compare_methods, format_p
 from fsarbench.errors import FsarbenchError
-from fsarbench.names import resolve_benchmarks
 from fsarbench.results import load_records
 
 
-def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "compare",
-        help="paired test of two methods on shared episodes",
-        description="Compares A and B episode by episode on every benchmark, shot, backbone "
+def register(parser) -> None:
+    """The options of `fsarbench compare`, on the parser `fsarbench.cli` made for it."""
+    parser.description = (
+        "Compares A and B episode by episode on every benchmark, shot, backbone "
         f"and training both ran: the mean difference A - B, its 95%% interval and the p-value "
-        f"of a {TEST_NAME}. A method may name its training: protonet:none.",
+        f"of a {TEST_NAME}. A method may name its training: protonet:none."
     )
     parser.add_argument(
         "a", type=MethodSpec.parse, metavar="A", help="method[+TAG or ~HASH][:training]"
@@ -35,6 +31,8 @@ def register(subparsers) -> None:
 
 
 def benchmark_names(spec: str | None) -> list[str] | None:
+    from fsarbench.names import resolve_benchmarks  # the method registry: when it runs
+
     return None if spec is None else [b.name for b in resolve_benchmarks(spec)]
 
 
@@ -47,6 +45,8 @@ def matches_benchmark(record_benchmark: str, names: list[str] | None) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    import pandas as pd  # here: `fsarbench compare --help` does not pay for it
+
     names = benchmark_names(args.datasets)
     records = load_records(args.results_dir)
     wanted = sorted({r.benchmark for r in records if matches_benchmark(r.benchmark, names)})

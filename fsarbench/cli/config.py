@@ -6,11 +6,10 @@ import argparse
 
 from fsarbench.benchmarks.registry import get_benchmark
 from fsarbench.config import TRAINING_MODES, compose_run_config, config_hash
-from fsarbench.names import resolve_methods
 
 
-def register(subparsers) -> None:
-    parser = subparsers.add_parser("config", help="print the merged config of a run")
+def register(parser) -> None:
+    """The options of `fsarbench config`, on the parser `fsarbench.cli` made for it."""
     parser.add_argument("method", help="a method config name (fsarbench ls methods)")
     parser.add_argument("benchmark", nargs="?", default="synth", help="default: synth")
     parser.add_argument("--way", type=int, default=None)
@@ -23,6 +22,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fsarbench.names import resolve_methods  # the method registry: when it runs
+
     (method,) = resolve_methods(args.method)[:1]
     config = compose_run_config(
         method,

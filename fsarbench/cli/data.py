@@ -15,8 +15,8 @@ from fsarbench.console import stderr
 from fsarbench.errors import FsarbenchError
 
 
-def register(subparsers) -> None:
-    parser = subparsers.add_parser("data", help="get split lists, prepare videos, generate synth")
+def register(parser) -> None:
+    """The options of `fsarbench data`, on the parser `fsarbench.cli` made for it."""
     commands = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
     splits = commands.add_parser(

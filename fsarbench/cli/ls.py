@@ -13,8 +13,8 @@ from fsarbench.benchmarks.splits import load_stored_splits, splits_folder
 from fsarbench.errors import FsarbenchError
 
 
-def register(subparsers) -> None:
-    parser = subparsers.add_parser("ls", help="list benchmarks and their state on this machine")
+def register(parser) -> None:
+    """The options of `fsarbench ls`, on the parser `fsarbench.cli` made for it."""
     what = parser.add_subparsers(dest="ls_command", metavar="WHAT", required=True)
     benchmarks = what.add_parser("benchmarks", help="benchmarks, aliases, counts and local state")
     benchmarks.set_defaults(handler=run_benchmarks)

@@ -13,8 +13,8 @@ from fsarbench.reported import DEFAULT_REPORTED, load_reported
 from fsarbench.results import load_failures, load_records
 
 
-def register(subparsers) -> None:
-    parser = subparsers.add_parser("report", help="leaderboard tables from result records")
+def register(parser) -> None:
+    """The options of `fsarbench report`, on the parser `fsarbench.cli` made for it."""
     parser.add_argument(
         "--results-dir",
         type=Path,

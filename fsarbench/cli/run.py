@@ -7,27 +7,19 @@ import re
 import time
 from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mmengine.config import DictAction
 
 from fsarbench.benchmarks.synth import SynthConfig
-from fsarbench.cli.report import default_reported, print_leaderboard
 from fsarbench.config import TRAINING_MODES
 from fsarbench.console import stderr
-from fsarbench.distributed import is_main_process
 from fsarbench.errors import FsarbenchError
 from fsarbench.leakage import PRETRAINING_CORPORA, parse_pretrained_on
-from fsarbench.names import methods_for_backbone, resolve_benchmarks, resolve_methods
-from fsarbench.plan import build_plan, write_plan_file
-from fsarbench.runs import (
-    RunOutcome,
-    SuiteOptions,
-    check_inputs,
-    check_tags,
-    run_requests,
-    suite_requests,
-)
 from fsarbench.runtime import DEFAULT_THREADS
+
+if TYPE_CHECKING:
+    from fsarbench.runs import RunOutcome
 
 # Some runs of the suite failed (the others finished): not bad input (2), not an interruption.
 EXIT_RUNS_FAILED = 1
@@ -124,12 +116,11 @@ def synth_settings(text: str) -> SynthConfig:
     return SynthConfig(**values)
 
 
-def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "run",
-        help="test methods on benchmarks (no arguments: the default suite on synth)",
-        description="Each run is (method, benchmark, way, shot, seed). Runs whose record "
-        "exists are skipped unless --force; an interrupted suite continues where it stopped.",
+def register(parser) -> None:
+    """The options of `fsarbench run`, on the parser `fsarbench.cli` made for it."""
+    parser.description = (
+        "Each run is (method, benchmark, way, shot, seed). Runs whose record "
+        "exists are skipped unless --force; an interrupted suite continues where it stopped."
     )
     parser.add_argument("--methods", default="all", help="all, names or globs (default: all)")
     parser.add_argument("--datasets", default="synth", help="benchmarks (default: synth)")
@@ -321,6 +312,14 @@ def slurm_settings(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported here, when the command runs: `fsarbench run --help` does not pay for torch,
+    # MMAction2 and the methods
+    from fsarbench.cli.report import default_reported, print_leaderboard
+    from fsarbench.distributed import is_main_process
+    from fsarbench.names import methods_for_backbone, resolve_benchmarks, resolve_methods
+    from fsarbench.plan import build_plan, write_plan_file
+    from fsarbench.runs import SuiteOptions, check_inputs, check_tags, run_requests, suite_requests
+
     check_counts(args)
     methods = resolve_methods(args.methods)
     if "all" in [part.strip() for part in args.methods.split(",")]:
@@ -414,6 +413,9 @@ def print_outcome(outcome: RunOutcome) -> None:
 
 def plan_or_submit(args, methods, benchmarks, ways, shots, requests, options) -> int:
     """``--dry-run``: print the plan; ``--executor slurm``: submit it and return."""
+    from fsarbench.plan import build_plan
+    from fsarbench.runs import check_inputs, check_tags
+
     if args.executor == "slurm":
         from fsarbench.executors import check_slurm_available
 

@@ -6,18 +6,13 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
-import pandas as pd
 
-from fsarbench.status import latest_plan_file, plan_status, stage_job_status
-
-
-def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "status",
-        help="where the latest suite stands: each run done, running, queued or failed",
-        description="Reads the plan `fsarbench run` left in the results folder (the newest, "
+def register(parser) -> None:
+    """The options of `fsarbench status`, on the parser `fsarbench.cli` made for it."""
+    parser.description = (
+        "Reads the plan `fsarbench run` left in the results folder (the newest, "
         "or --plan FILE), the records and failure records beside it, the runs' locks, and "
-        "Slurm's queue for a submitted plan.",
+        "Slurm's queue for a submitted plan."
     )
     parser.add_argument("--results-dir", type=Path, default=Path("results"))
     parser.add_argument("--plan", type=Path, default=None, help="a plan file (default: newest)")
@@ -25,6 +20,11 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported here, when the command runs: `fsarbench status --help` does not pay for them
+    import pandas as pd
+
+    from fsarbench.status import latest_plan_file, plan_status, stage_job_status
+
     plan_file = args.plan or latest_plan_file(args.results_dir)
     plan, statuses = plan_status(plan_file)
     table = pd.DataFrame(
