@@ -151,6 +151,14 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def all_ended(pids: list[int], within: float) -> bool:
+    """Whether every process of ``pids`` has ended within ``within`` seconds."""
+    deadline = time.time() + within
+    while time.time() < deadline and any(alive(pid) for pid in pids):
+        time.sleep(0.1)
+    return not any(alive(pid) for pid in pids)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_sigkill_during_generation_leaves_no_worker_and_no_staging(tmp_path, monkeypatch):
     monkeypatch.setenv("FSARBENCH_HOME", str(tmp_path / "home"))
@@ -167,10 +175,7 @@ def test_sigkill_during_generation_leaves_no_worker_and_no_staging(tmp_path, mon
     time.sleep(1.0)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    deadline = time.time() + 10
-    while time.time() < deadline and any(alive(w) for w in workers):
-        time.sleep(0.1)
-    assert not any(alive(w) for w in workers), "pool workers outlived their parent"
+    assert all_ended(workers, within=10), "pool workers outlived their parent"
     cache = tmp_path / "home" / "cache" / "synth"
     staging = [p for p in cache.iterdir() if p.name.startswith(".seed11-") and p.is_dir()]
     assert staging  # the killed process could not clean up ...
@@ -226,10 +231,7 @@ def test_an_ended_run_leaves_no_data_loader_worker(tmp_path, monkeypatch, ending
         process.wait()
     # torch's own watchdog ends an orphaned worker only at its next 5-second status check
     # (and never while a decode hangs); the kernel's parent-death signal ends it at once
-    deadline = time.time() + 2.5
-    while time.time() < deadline and any(alive(w) for w in workers):
-        time.sleep(0.1)
-    assert not any(alive(w) for w in workers), "data-loader workers outlived their run"
+    assert all_ended(workers, within=2.5), "data-loader workers outlived their run"
     assert not (tmp_path / "r" / "runs").exists() or not load_records(tmp_path / "r")
 
 
