@@ -255,8 +255,7 @@ def test_every_method_runs_on_every_tiny_backbone(
     home = tmp_path / "home"
     shutil.copytree(tiny_synth_home, home)
     monkeypatch.setenv("FSARBENCH_HOME", str(home))
-    from fsarbench.cli.run import methods_for_backbone
-    from fsarbench.names import resolve_methods
+    from fsarbench.names import methods_for_backbone, resolve_methods
 
     methods, left_out = methods_for_backbone(resolve_methods("all"), backbone)
     assert ("clip_fsar" in methods) == (backbone == "clip-vit-b16")
