@@ -18,7 +18,14 @@ from torch.utils.data import DataLoader, Dataset
 from fsarbench.console import stderr
 from fsarbench.data.episodes import EpisodeSet
 from fsarbench.features import DTYPES, StoredFeatures
-from fsarbench.methods.base import concat_rows, take_rows, unflatten_rows
+from fsarbench.methods.base import (
+    Encoded,
+    empty_rows,
+    row_bytes,
+    take_rows,
+    unflatten_rows,
+    write_rows,
+)
 from fsarbench.workers import end_with_parent
 
 
@@ -35,39 +42,84 @@ def _accuracy(predictions: torch.Tensor, query_labels: torch.Tensor) -> torch.Te
     return (predictions == query_labels).float().mean(dim=-1)
 
 
-def encode_videos(model, episodes: EpisodeSet, stored: StoredFeatures, chunk: int = 64):
-    """The head's per-video part (``model.encode``) for every video of the episode set, once:
-    row ``i`` of the result belongs to ``episodes.video_ids[i]``."""
+@dataclass
+class EncodedVideos:
+    """What the test keeps of every video of an episode set: the head's ``encode_for_test``
+    rows (row ``i`` belongs to ``episodes.video_ids[i]``) and, for a head whose ``compare``
+    reads features, the feature store they came from (read back per batch of episodes)."""
+
+    rows: Encoded
+    stored: StoredFeatures | None = None  # only when ``compare_reads_features``
+    store_rows: np.ndarray | None = None  # [V] feature-store row of row i
+
+    def take(self, index: torch.Tensor) -> Encoded:
+        """Rows ``index`` ([n] episode video indices) -> ``[n, ...]`` each, plus their stored
+        features as ``"features"`` (float32) when the head reads them."""
+        taken = take_rows(self.rows, index)
+        if self.stored is None:
+            return taken
+        features = self.stored.read(self.store_rows[index.numpy()])  # [n, T, ...] float32
+        return {**taken, "features": torch.from_numpy(features)}
+
+    def bytes_per_video(self) -> int:
+        """Memory one gathered video takes in a batch: its rows and, for a head that reads
+        features, those features in float32 twice (as read, and what ``compare`` makes of
+        them: TA²N's warped maps are as large)."""
+        size = row_bytes(self.rows)
+        if self.stored is not None:
+            size += 2 * 4 * int(np.prod(self.stored.features.shape[1:]))
+        return size
+
+    def nbytes(self) -> int:
+        tensors = self.rows.values() if isinstance(self.rows, dict) else [self.rows]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def encode_videos(
+    model, episodes: EpisodeSet, stored: StoredFeatures, chunk: int = 64
+) -> EncodedVideos:
+    """The head's per-video part (``model.encode_for_test`` for the episodes' shot count) for
+    every video of the episode set, once, written chunk by chunk into storage allocated for
+    all of them (peak memory: the rows kept, plus one chunk)."""
     rows = stored.rows_for(episodes.video_ids)  # episode video index -> feature row
-    parts = []
+    storage = None
     with torch.inference_mode():
+        context = model.video_context(episodes)  # {name: [V, ...]}
         for start in range(0, len(rows), chunk):
-            features = np.asarray(stored.features[rows[start : start + chunk]], np.float32)
-            parts.append(model.encode(torch.from_numpy(features)))  # [chunk, ...]
-    return concat_rows(parts)
+            features = stored.read(rows[start : start + chunk])  # [chunk, T, ...] float32
+            part = model.encode_for_test(
+                torch.from_numpy(features),
+                episodes.spec.k_shot,
+                **{name: value[start : start + chunk] for name, value in context.items()},
+            )
+            if storage is None:
+                storage = empty_rows(part, len(rows))
+            write_rows(storage, slice(start, start + chunk), part)
+    if not model.compare_reads_features:
+        return EncodedVideos(storage)
+    return EncodedVideos(storage, stored, rows)
 
 
 GATHER_BUDGET_BYTES = 1 << 30  # encoded rows gathered for one batch of episodes
 
 
-def episodes_within(encoded, episodes: EpisodeSet, most: int) -> int:
-    """How many episodes one batch may hold so that their gathered encoded rows stay within
+def episodes_within(encoded: EncodedVideos, episodes: EpisodeSet, most: int) -> int:
+    """How many episodes one batch may hold so that their gathered rows stay within
     ``GATHER_BUDGET_BYTES`` (TRX's tuple maps at paper dimensions are ~0.5 MB a video)."""
-    tensors = encoded.values() if isinstance(encoded, dict) else [encoded]
-    row_bytes = sum(t[0].numel() * t.element_size() for t in tensors if len(t))
     videos = episodes.support.shape[1] + episodes.query.shape[1]
-    return max(1, min(most, GATHER_BUDGET_BYTES // max(1, row_bytes * videos)))
+    per_episode = encoded.bytes_per_video() * videos
+    return max(1, min(most, GATHER_BUDGET_BYTES // max(1, per_episode)))
 
 
 def episode_logits_from_encoded(
-    model, episodes: EpisodeSet, encoded, start: int, stop: int
+    model, episodes: EpisodeSet, encoded: EncodedVideos, start: int, stop: int
 ) -> torch.Tensor:
     """Logits ``[stop - start, Q, N]`` of a slice of episodes from encoded videos (rows in the
     order of ``episodes.video_ids``), the head's episode part batched across episodes."""
     support_index = torch.from_numpy(episodes.support[start:stop])  # [e, S]
     query_index = torch.from_numpy(episodes.query[start:stop])  # [e, Q]
-    support = unflatten_rows(take_rows(encoded, support_index.flatten()), support_index.shape)
-    query = unflatten_rows(take_rows(encoded, query_index.flatten()), query_index.shape)
+    support = unflatten_rows(encoded.take(support_index.flatten()), support_index.shape)
+    query = unflatten_rows(encoded.take(query_index.flatten()), query_index.shape)
     labels = torch.from_numpy(episodes.support_labels[start:stop])
     with torch.inference_mode():
         return model.compare(support, labels, query, **model.episode_context(episodes, start, stop))

@@ -99,6 +99,31 @@ class StoredFeatures:
             raise KeyError(f"{len(missing)} videos are not in the feature store, e.g. {missing[0]}")
         return np.array([row_of[v] for v in video_ids], dtype=np.int64)
 
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        """Feature rows ``rows`` as float32 ``[len(rows), ...]``. A stored array is read with
+        ``pread`` (one call per run of consecutive rows), not through its memory map: the
+        store's pages then stay in the page cache, shared and reclaimable, instead of in this
+        process's resident memory (an SSv2-Full map store is 4.6 GB in float16)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        array = self.features
+        if not isinstance(array, np.memmap) or array.filename is None or not len(rows):
+            return np.asarray(array[rows], np.float32)
+        out = np.empty((len(rows), *array.shape[1:]), array.dtype)  # [n, ...] stored dtype
+        row_bytes = out[0].nbytes if len(rows) else 0
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1  # where a run of consecutive rows ends
+        fd = os.open(array.filename, os.O_RDONLY)
+        try:
+            for first, last in zip(
+                np.r_[0, breaks], np.r_[breaks, len(rows)], strict=True
+            ):  # out[first:last] holds stored rows rows[first] .. rows[first] + (last - first)
+                view = memoryview(out[first:last]).cast("B")
+                offset = array.offset + int(rows[first]) * row_bytes
+                if os.preadv(fd, [view], offset) != len(view):
+                    raise OSError(f"{array.filename} is shorter than its header says")
+        finally:
+            os.close(fd)
+        return out.astype(np.float32, copy=False)
+
 
 def _refuse_unreadable(key: FeatureKey, unreadable: tuple[str, str] | None, error: Exception):
     """Raise the message for ``unreadable`` (``first_unreadable``'s finding), or ``error``

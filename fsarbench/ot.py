@@ -1,7 +1,7 @@
 """Exact earth mover's distance (balanced optimal transport) for many small problems, with
 gradients, plus a batched log-domain Sinkhorn for comparison.
 
-A²M²-Net's alignment (methods.md §6.3) solves one small transport problem per (query, class)
+A²M²-Net's alignment solves one small transport problem per (query, class)
 pair: 250,000 problems of 18 x 18 (or 18 x 90) in a 10,000-episode meta-test. This module
 solves them exactly and fast enough not to dominate the test:
 

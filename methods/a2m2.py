@@ -2,15 +2,15 @@
 Few-Shot Action Recognition", IJCV 2025 (arXiv 2509.17638). RECONSTRUCTION, NOT THE PAPER.
 
 The paper's body (equations, tables, code) was not available when this was written: only its
-abstract and two machine-written summaries were (methods.md §6.1). Every internal below is the
-reconstruction of methods.md §6.2-6.4, tagged [R] there; each choice is a constructor argument
+abstract and two machine-written summaries were. Every internal below is a reconstruction
+(tagged [R]; configs/a2m2/README.md defines the tags); each choice is a constructor argument
 so that it can be re-checked when the paper or its code can be read. No number produced with
 this module is a reproduction of the paper's, and the paper's numbers quoted by one summary
 ("56.7 / 74.1 on SSv2-Full") are unreliable (that summary contradicts the abstract).
 
 What is implemented. Per video (``encode``, once per test video):
 
-M² block (multi-scale second-order moment), §6.2:
+M² block (multi-scale second-order moment):
   1. channel reduction: 1x1 conv + BN + ReLU, C -> ``reduce_dim`` (128) channels;
   2. candidate windows: temporal windows of lengths and strides set by ``scales_mode``
      (``overlapping``: lengths 1, 2, 4, strides 1, 1, 2 -> 8 + 7 + 3 = 18 candidates at T = 8;
@@ -27,7 +27,7 @@ M² block (multi-scale second-order moment), §6.2:
   6. self-guided node weights (when ``weights`` is ``self_guided`` or ``mixed``): a 2-layer MLP
      scorer on [z_i ; mean_j z_j], softmax over the video's candidates at ``weight_temperature``.
 
-Per episode (``compare``), A² module (adaptive alignment), §6.3:
+Per episode (``compare``), A² module (adaptive alignment):
   1. cost c_ij = 1 - cos(q_i, s_j) (``cost="cosine"``) or the Euclidean distance of the
      L2-normalised descriptors (``"euclidean"``);
   2. node weights (``weights``): ``self_guided`` (default), ``cross_ref`` (DeepEMD's
@@ -44,20 +44,21 @@ Per episode (``compare``), A² module (adaptive alignment), §6.3:
      their weights divided by K) or ``mean`` (candidates averaged over the shots, then
      re-normalised; self-guided weights averaged over the shots).
 
-Reconstruction choices and deviations (methods.md §6 and §11 decision 10):
+Reconstruction choices and deviations (configs/a2m2/README.md, 'Deviations', lists them too):
 - Everything above is [R]: the window definition and number of scales, centred moment, d = 128,
   no FC projection, the self-guided scorer (its hidden width ``scorer_hidden`` = 256 is ours),
   balanced rather than partial OT, tau_s = 12.5, no global branch.
 - Windows longer than the clip are skipped (the generic tests run T = 2 and 4 frames).
 - ``kshot="mean"`` averages the per-shot self-guided weights instead of re-scoring the mean
   candidates, so the scorer stays in the per-video part.
-- ``freeze_bn`` (default True, §6.4 [S]) keeps the backbone's BatchNorm layers in eval mode
+- ``freeze_bn`` (default True, [S]) keeps the backbone's BatchNorm layers in eval mode
   (running statistics fixed; their affine parameters still train) during episodic training
   only: the harness's pretraining stage calls ``embed``, not ``forward``, and trains BN
   normally. The M² reduction's own BN is never frozen: it is not pretrained here.
-- Stage 1 of §6.4 pretrains backbone + M² with a classifier on the pooled descriptor; the
-  harness's pretraining stage trains the backbone alone on time-averaged pooled features
-  (``fsarbench.training.FrameClassifier``), so the M² block starts from scratch in stage 2.
+- The reconstructed stage 1 (DeepBDC-style) pretrains backbone + M² with a classifier on the
+  pooled descriptor; the harness's pretraining stage trains the backbone alone on time-averaged
+  pooled features (``fsarbench.training.FrameClassifier``), so the M² block starts from scratch
+  in stage 2.
 - The exact EMD's gradient is the envelope-theorem (sub)gradient: exact where the LP is
   non-degenerate. DeepEMD's alternative (a QP with a small L2 term, implicit differentiation)
   is not offered.

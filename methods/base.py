@@ -55,6 +55,11 @@ class FewShotRecognizer(BaseModel):
     # ``code_version``), so a change that moves its numbers, made with a bump here, is never
     # served a record or a trained stage of the old code.
     code_version: ClassVar[int] = 1
+    # A head whose ``compare`` reads the stored features of its videos (as ``"features"``
+    # rows beside what ``encode_for_test`` kept): the test then stores less per video and
+    # reads those rows back from the feature store for each batch of episodes (TA²N: its
+    # warped maps are not stored, they are warped again from the features).
+    compare_reads_features: ClassVar[bool] = False
 
     def __init__(self, backbone: dict, data_preprocessor: dict | None = None, init_cfg=None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -93,6 +98,21 @@ class FewShotRecognizer(BaseModel):
         """Per-video part of the head: features ``[B, T, ...]`` -> a tensor or a dict of tensors
         with ``B`` rows. It must not depend on the episode (it runs once per test video)."""
         return features
+
+    def video_context(self, episodes) -> dict[str, torch.Tensor]:
+        """Extra keyword arguments of ``encode_for_test``, one row per video of an
+        :class:`~fsarbench.data.episodes.EpisodeSet` (in ``video_ids`` order): what a video's
+        test-time rows may depend on beside its features (CLIP-FSAR: its own class's text).
+        None for most heads."""
+        return {}
+
+    def encode_for_test(self, features: torch.Tensor, shots: int, **video_context) -> Encoded:
+        """What the test keeps per video (it encodes every test video once, before any
+        episode) for episodes of ``shots`` shots per class: ``encode`` by default. A head whose
+        rows depend on the shot count, or that can rebuild large rows from the features in
+        ``compare`` (``compare_reads_features``), keeps only what its episodes read; one whose
+        support rows depend on the video's class (``video_context``) computes them here."""
+        return self.encode(features)
 
     def compare(
         self, support: Encoded, support_labels: torch.Tensor, query: Encoded
@@ -205,8 +225,24 @@ def unflatten_rows(encoded: Encoded, shape: tuple[int, ...]) -> Encoded:
     return encoded.unflatten(0, shape)
 
 
-def concat_rows(parts: list[Encoded]) -> Encoded:
-    """Chunks of encoded rows, concatenated along dim 0."""
-    if isinstance(parts[0], dict):
-        return {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
-    return torch.cat(parts)
+def empty_rows(like: Encoded, rows: int) -> Encoded:
+    """Uninitialised storage for ``rows`` rows shaped like those of ``like`` (a tensor or a
+    dict of tensors), to be filled chunk by chunk (no list of chunks, no concatenation)."""
+    if isinstance(like, dict):
+        return {name: empty_rows(value, rows) for name, value in like.items()}
+    return like.new_empty((rows, *like.shape[1:]))
+
+
+def write_rows(storage: Encoded, rows: slice, values: Encoded) -> None:
+    """``storage[rows] = values`` for a tensor or each tensor of a dict."""
+    if isinstance(storage, dict):
+        for name, value in storage.items():
+            value[rows] = values[name]
+    else:
+        storage[rows] = values
+
+
+def row_bytes(encoded: Encoded) -> int:
+    """Bytes of one row of an encoded batch (a tensor or a dict of tensors)."""
+    tensors = encoded.values() if isinstance(encoded, dict) else [encoded]
+    return sum(t[0].numel() * t.element_size() for t in tensors if len(t))

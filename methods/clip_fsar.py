@@ -1,4 +1,4 @@
-"""CLIP-FSAR (Wang et al., IJCV 2023), methods.md section 7: a head for CLIP backbones.
+"""CLIP-FSAR (Wang et al., IJCV 2023): a head for CLIP backbones.
 
 Per video, CLIP frame features ``f [T, D]`` (the projected class tokens). Three parts:
 
@@ -22,12 +22,12 @@ Text features are the frozen CLIP text tower's embeddings of ``prompt.format(nam
 of {}"), computed once per class name (``fsarbench.benchmarks.class_names`` turns split labels
 into names; SSv2-Full's come from SSv2's annotation files).
 
-Deviations from the released code (methods.md section 7 names what it pins down):
+Deviations from the released code (configs/clip_fsar/README.md, 'Deviations', lists them too):
 
-- ``Omega`` has no positional encoding of its own: the spec (section 7.2) gives none, and the
+- ``Omega`` has no positional encoding of its own: none is described for it, and the
   frame order reaches the metric through OTAM.
-- Whether the released training script freezes the CLIP visual encoder was not confirmed
-  (section 7.3); here that is the schedule's choice (``frozen`` trains the head on stored
+- Whether the released training script freezes the CLIP visual encoder was not confirmed;
+  here that is the schedule's choice (``frozen`` trains the head on stored
   features, ``finetune`` trains the encoder too).
 - On synth, the backbone is the harness's CLIP stand-in or whatever CLIP folder is given; the
   paper's recipe (4 GPUs, 10 epochs) is in the real-benchmark schedule only.
@@ -143,6 +143,20 @@ class CLIPFSAR(FewShotRecognizer):
         # through Omega with the frame tokens alone
         return {"frames": features, "modulated": self.omega(features)}
 
+    def video_context(self, episodes) -> dict[str, torch.Tensor]:
+        # each test video's own class text [V, D]: a support video's modulation by Omega
+        # depends on nothing else (with merge_before off), so it is computed once per video
+        # instead of in every episode that reads the video
+        bank = self.text_features(episodes.class_names)  # [C_split, D]
+        classes = torch.from_numpy(episodes.video_classes()).clamp(min=0)  # [V]
+        return {"own_text": bank[classes.to(bank.device)]}
+
+    def encode_for_test(self, features, shots, own_text=None) -> dict[str, torch.Tensor]:
+        encoded = self.encode(features)
+        if not self.merge_before and own_text is not None:
+            encoded["support_modulated"] = self.modulate_support(features, own_text)  # [B, T, D]
+        return encoded
+
     def modulate_support(self, frames: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """Support ``[B, T, D]`` with its class text ``[B, D]`` -> the first T outputs of Omega
         over ``[f_1..f_T, text]`` ``[B, T, D]`` (CL-1)."""
@@ -159,6 +173,8 @@ class CLIPFSAR(FewShotRecognizer):
             merged = one_hot_mean(support_labels, frames, n_way)  # [E, N, T, D]
             prototypes = self.modulate_support(merged.flatten(0, 1), class_text.flatten(0, 1))
             prototypes = prototypes.unflatten(0, merged.shape[:2])  # [E, N, T, D]
+        elif "support_modulated" in support:  # computed per video by encode_for_test
+            prototypes = one_hot_mean(support_labels, support["support_modulated"], n_way)
         else:
             shot_text = torch.gather(  # [E, S, D]: each shot's class text
                 class_text, 1, support_labels[..., None].expand(-1, -1, class_text.shape[-1])
@@ -186,7 +202,7 @@ class CLIPFSAR(FewShotRecognizer):
         )
 
     def fused_scores(self, query_frames, class_text, distances) -> torch.Tensor:
-        """log(p_text^w * p_vis^(1-w)) ``[E, Q, N]``: the test-time fusion (section 7.2.4)."""
+        """log(p_text^w * p_vis^(1-w)) ``[E, Q, N]``: the test-time fusion."""
         text = F.normalize(class_text, dim=-1, eps=EPS)  # [E, N, D]
         video = F.normalize(query_frames.mean(dim=-2), dim=-1, eps=EPS)  # [E, Q, D]
         log_p_text = F.log_softmax(self.scale * video @ text.transpose(1, 2), dim=-1)

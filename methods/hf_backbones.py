@@ -142,7 +142,7 @@ class CLIPFrameBackbone(ClipBackbone):
 
     Pooled: the projected class token (512-d for ViT-B/16), the feature CLIP-FSAR and the
     CLIP-as-backbone papers use. Maps: the patch tokens after ``post_layernorm`` (768-d,
-    14x14 at 224 pixels), methods.md section 7.5. Frames of another size than the model's get
+    14x14 at 224 pixels). Frames of another size than the model's get
     interpolated position embeddings (``interpolate_pos_encoding``).
 
     ``encode_text(prompts)`` embeds text with the same checkpoint's text tower (frozen, loaded
@@ -231,7 +231,7 @@ class CLIPFrameBackbone(ClipBackbone):
 
 @MODELS.register_module()
 class VideoMAEBackbone(ClipBackbone):
-    """VideoMAE ViT (``VideoMAEModel``) on whole clips, methods.md section 8.
+    """VideoMAE ViT (``VideoMAEModel``) on whole clips.
 
     Tubelets of 2 frames: T frames give T/2 time steps. The model's fixed sinusoidal position
     table, laid out as (steps, rows, columns), is interpolated (trilinear) when the clip has
@@ -306,7 +306,7 @@ class VideoMAEBackbone(ClipBackbone):
 
     def position_table(self, grid: tuple[int, int, int]) -> torch.Tensor:
         """The sinusoidal table ``[1, steps*rows*cols, D]`` for a token grid, interpolated from
-        the model's own grid when they differ (methods.md section 8, VM-1)."""
+        the model's own grid when they differ (known-answer test VM-1)."""
         table = self.videomae.embeddings.position_embeddings  # [1, N0, D], fixed
         if tuple(grid) == self.native_grid:
             return table

@@ -1,30 +1,30 @@
 """OTAM: Cao, Ji, Cao, Chang & Niebles, "Few-Shot Video Classification via Temporal Alignment",
-CVPR 2020 (methods.md section 3).
+CVPR 2020.
 
 A query and a support video are compared by the cost of their best monotone frame alignment:
-frame costs D[l, m] = 1 - cos(f_l, g_m) (section 3.2), a zero column padded before and after the
+frame costs D[l, m] = 1 - cos(f_l, g_m), a zero column padded before and after the
 columns so that the alignment may start and end anywhere in the row sequence, and a cumulative
 cost whose min is a soft-min (-lbda * logsumexp(-x / lbda)), so that the distance is
 differentiable in the frame features. Logits are -distance; the method has no trainable
 parameters of its own: a frozen backbone leaves nothing to train, and in ``finetune`` the
 backbone learns through the alignment.
 
-What is implemented (section 3.3, canonical): :func:`otam_distance`, the recursion over the
+What is implemented (the canonical form): :func:`otam_distance`, the recursion over the
 padded matrix with diagonal and horizontal moves in the real columns and the free end (the
 vertical move in the last padded column), vectorised over every (query, support) pair of every
 episode; only the (row, column) cells are a Python loop. ``lbda = 0`` is an exact hard min.
 :func:`otam_directions` combines the two directions; CLIP-FSAR's head reuses both.
 
-Options (constructor arguments, harness defaults; section 3.4 and section 11):
+Options (constructor arguments, harness defaults; configs/otam/README.md):
 
-- ``lbda = 0.1`` (section 11 #4; the two reimplementations' value, the paper's is believed to
+- ``lbda = 0.1`` (the two reimplementations' value, the paper's is believed to
   be the same [M]).
-- ``first_col_vertical = False`` (section 11 #2): True adds the vertical move in the first real
+- ``first_col_vertical = False``: True adds the vertical move in the first real
   column, as CLIP-FSAR, Perrett's library and the otam-reimpl do (parity with their numbers).
-- ``last_col_vertical = True`` (section 11 #1): False reproduces the 2-term last column of
+- ``last_col_vertical = True``: False reproduces the 2-term last column of
   Perrett's library at commit 0b5b5b88, which disables the free end (a known bug, kept as an
   option for parity).
-- ``direction = "avg"`` (section 11 #3): ``q2s`` (rows = query, padded columns = support, the
+- ``direction = "avg"``: ``q2s`` (rows = query, padded columns = support, the
   orientation of Perrett's library and CLIP-FSAR), ``s2q`` (the transpose), ``avg`` (half the
   sum, Perrett's "otambd"), ``sum`` (CLIP-FSAR), ``timeflip_avg`` (the otam-reimpl's
   "bidirectional" term: q2s on the matrix with both time axes reversed, averaged with q2s).
@@ -34,12 +34,13 @@ Options (constructor arguments, harness defaults; section 3.4 and section 11):
 
 Deviations and choices:
 
-- The original paper is believed to align in one direction only [M]; the default ``avg`` is the
-  harness decision of section 11 #3 (``direction="q2s"`` is the believed paper setting).
+- The original paper is believed to align in one direction only [M]; the default ``avg`` is a
+  harness decision, see configs/otam/README.md (``direction="q2s"`` is the believed paper
+  setting).
 - ``timeflip_avg`` averages the two distances before the cross-entropy; the otam-reimpl averages
   two cross-entropy losses instead (and pads the query, not the support).
 - The cosine uses ``F.normalize`` per frame, which clamps each norm at 1e-8
-  (a.b / (max(|a|, eps) max(|b|, eps))), not the +eps of section 1.6; the two differ by about
+  (a.b / (max(|a|, eps) max(|b|, eps))), not a.b / (|a| |b| + eps); the two differ by about
   eps / (|a| |b|), and an all-zero frame gets cost 1 instead of NaN.
 - ``proto_first`` averages the raw (unnormalised) frame features, as CLIP-FSAR does, so
   ``encode`` then leaves the features as they are and ``compare`` normalises the prototypes.
@@ -66,7 +67,7 @@ def otam_distance(
     first_col_vertical: bool = False,
     last_col_vertical: bool = True,
 ) -> torch.Tensor:
-    """Directional OTAM distance (methods.md section 3.3): frame costs ``cost [..., L, M]``
+    """Directional OTAM distance (the canonical recursion): frame costs ``cost [..., L, M]``
     (rows: the sequence that may be entered and left anywhere; columns: the padded sequence,
     every frame of which is matched) -> ``[...]``. ``lbda = 0`` is the hard min.
 

@@ -1,28 +1,28 @@
 """TA²N: Li, Liu, Li, Xie, Ding & Liu, "TA2N: Two-Stage Action Alignment Network for Few-Shot
-Action Recognition", AAAI 2022 (methods.md section 5; code R00Kie-Liu/TA2N).
+Action Recognition", AAAI 2022 (code R00Kie-Liu/TA2N).
 
 Backbone maps ``[B, T, C, H, W]`` (ResNet-50 before its last average pool) are aligned in two
 stages and compared frame by frame:
 
-- **TTM** (section 5.2, per video, in ``encode``): Dropout(0.5) on the backbone maps (training
+- **TTM** (per video, in ``encode``): Dropout(0.5) on the backbone maps (training
   only, as in the code), then a localisation net (Conv3d C->64, BN, max-pool, ReLU; Conv3d
   64->128, BN, max-pool, ReLU; global max-pool; FC 128->32, ReLU, FC 32->2, tanh; the last FC
   starts at weight 0, bias (2, 0)) predicts theta = (a, b), and :func:`temporal_warp` resamples
   the video at u_i = a t_i + b (t_i = linspace(-1, 1, T)) by linear interpolation between
   frames, with align_corners semantics and zeros outside [-1, 1].
-- **TC** (section 5.3, per pair): W_k, W_q, W_v (1x1 Conv1d C->C without bias, here
+- **TC** (per pair): W_k, W_q, W_v (1x1 Conv1d C->C without bias, here
   ``nn.Linear``, the same map) on the spatially pooled support s and query q;
   M = softmax over query time of (W_k s)^T (W_q q) / sqrt(C). Code form with a residual
-  (``tc_residual=True``, section 11 #6): f~_q = f^_q + sum_y M[x, y] (W_v q)[:, y] and
+  (``tc_residual=True``): f~_q = f^_q + sum_y M[x, y] (W_v q)[:, y] and
   f~_s = f^_s + W_v s, the pooled terms broadcast over (h, w).
-- **SC** (section 5.4, per pair): the offset predictor of Table 5 on Cat(f~_s, f~_q) (Conv3d
+- **SC** (per pair): the offset predictor of Table 5 on Cat(f~_s, f~_q) (Conv3d
   2C->128, BN, max-pool (1,2,2), ReLU; Conv3d 128->128, BN, max-pool, ReLU; spatial max;
   Conv1d 128->64, ReLU, Conv1d 64->2 (zero-initialised), tanh; times 0.75) gives an offset o_t
   per frame; the mask of Eq. 11 (:func:`offset_mask`, gamma = (L-1)/2 per axis: 3 on 7x7) is
   averaged over 9 perturbed offsets {0, (+-1, 0), (0, +-1), (+-1, +-1)} * delta, each
   normalised to unit sum; the support is pooled with the mask at o_t and the query at -o_t.
 - **Distance** (Eq. 8): d = sum_t (1 - cos(f_s[t], f_q[t])), logits = -d.
-- **K-shot** (section 5.5, supplement): every shot is aligned to a reference shot r of its class
+- **K-shot** (the paper's supplement): every shot is aligned to a reference shot r of its class
   by an attention with its own weights W'_k, W'_q, W'_v (softmax over the shot's time, W'_v on
   the maps, no residual), the prototype is the mean of the aligned shots, the query is mapped
   by W'_v, and TC + SC run between prototype and query.
@@ -44,18 +44,18 @@ chunks of at most ``pair_chunk`` outside training, so its memory stays bounded.
 
 Options (constructor arguments, harness defaults):
 
-- ``tc_residual = True`` (section 11 #6): the code's residual form with maps. ``False`` is the
+- ``tc_residual = True``: the code's residual form with maps. ``False`` is the
   paper's Eq. 3 taken literally: f~_q = sum_y M V and f~_s = W_v s are pooled vectors, SC then
   has no spatial information to act on (masked pooling of a constant map returns it), so it is
   skipped.
-- ``perturb_at_test = False`` (section 11 #7, the paper; the code keeps perturbing at test).
+- ``perturb_at_test = False`` (the paper; the code keeps perturbing at test).
 - ``perturb_delta = 0.2`` and ``perturb_decay_every = 8000``: ``decay()`` halves delta (the
   code's method); the model counts its training iterations (calls of ``forward`` in ``loss``
   mode in train mode, one per task in fsarbench) in a buffer and calls ``decay()`` every
   ``perturb_decay_every`` of them. 8000 = the paper's "every 40 epochs" at 200 tasks per epoch.
   The count and delta are buffers, so they are saved with checkpoints and survive a resume.
   ``None`` or 0 never decays (the released code never calls ``decay``).
-- ``shot_reference = "random"`` (section 11 #8): in training the reference shot of each class
+- ``shot_reference = "random"``: in training the reference shot of each class
   is drawn from torch's global generator (fsarbench seeds it per iteration); in eval the
   prototype is averaged over all K choices of the reference, i.e. the expectation of the
   training-time prototype over the random draw. ``"mean"`` uses that average in training too.
@@ -86,11 +86,12 @@ Deviations and choices:
   ``F.normalize`` (1e-12).
 - The code's optional LayerNorm over the N distances (``--dist_norm``, off by default) is not
   implemented.
-- Training recipe: the paper's optimiser (section 11 #9), see configs/ta2n/README.md.
-- ``encode`` without a shot count (the test-time path, which encodes every test video once)
-  returns the quantities of both the 1-shot and the K-shot branch: about 1.29 M floats per
-  video at 2048 x 7 x 7 (62% of it the maps), 88 k on synth; ``head``/``head_episodes`` know
-  the shot and encode only what they use.
+- Training recipe: the paper's optimiser, see configs/ta2n/README.md.
+- ``encode`` without a shot count returns the quantities of both the 1-shot and the K-shot
+  branch: about 1.29 M floats per video at 2048 x 7 x 7 (62% of it the maps), 88 k on synth.
+  The test (``encode_for_test``, once per test video) keeps only its episodes' branch and
+  theta instead of the warped maps, which ``compare`` warps again from the stored features:
+  0.18 M floats per video at 1 shot, 0.31 M at 5 (``tools/speed_memory.py``).
 - Pooling is computed as a reshape and ``amax`` (much faster on CPU for maps this small than
   ``max_pool3d``); at exact ties the gradient is split between the tied elements.
 """
@@ -375,6 +376,8 @@ class TA2N(FewShotRecognizer):
 
     # --- per video ------------------------------------------------------------------------
 
+    compare_reads_features = True  # the test keeps theta, not the warped maps
+
     def warp_parameters(self, features: torch.Tensor) -> torch.Tensor:
         """The localisation net: ``[B, T, C, H, W]`` -> theta ``[B, 2]`` in (-1, 1)^2."""
         return self.locnet(features.transpose(1, 2))
@@ -387,10 +390,12 @@ class TA2N(FewShotRecognizer):
         spatial pooling, which commutes with it. ``shots`` (when known) skips the branch an
         episode does not use."""
         features = self.dropout(features)
+        encoded = {}
         if self.use_ttm:
-            features = temporal_warp(features, self.warp_parameters(features))  # [B, T, C, H, W]
+            encoded["theta"] = self.warp_parameters(features)  # [B, 2]
+            features = temporal_warp(features, encoded["theta"])  # [B, T, C, H, W]
         pooled = features.mean(dim=(-2, -1))  # [B, T, C]
-        encoded = {"maps": features}
+        encoded["maps"] = features
         if shots is None or shots == 1:
             encoded.update(self._encode_branch("one", features, pooled, None))
         if shots is None or shots > 1:
@@ -399,6 +404,28 @@ class TA2N(FewShotRecognizer):
             mixed = self.align_value(pooled)  # pool(W'_v f^) = W'_v pool(f^)
             encoded.update(self._encode_branch("many", features, mixed, self.align_value.weight))
         return encoded
+
+    def encode_for_test(self, features: torch.Tensor, shots: int) -> dict[str, torch.Tensor]:
+        """``encode`` of the branch the test's episodes use, without the warped maps: they are
+        62% of a video's rows at paper size (3.2 MB in float32), so ``compare`` warps the
+        stored features again from theta (``compare_reads_features``), the same arithmetic on
+        the same values."""
+        encoded = self.encode(features, shots=shots)
+        del encoded["maps"]
+        return encoded
+
+    def _with_maps(self, rows: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Rows ``{name: [E, S, ...]}`` with ``maps``: as encoded, or warped again from the
+        stored ``features [E, S, T, C, H, W]`` and ``theta [E, S, 2]`` (see
+        ``encode_for_test``)."""
+        if "maps" in rows:
+            return rows
+        rows = dict(rows)
+        features = rows.pop("features")
+        if not self.use_ttm:
+            return {**rows, "maps": features}
+        warped = temporal_warp(features.flatten(0, 1), rows["theta"].flatten(0, 1))
+        return {**rows, "maps": warped.view(features.shape)}
 
     def _encode_branch(self, branch, maps, pooled, mix) -> dict[str, torch.Tensor]:
         """What a support video (prototype) and a query need per pair, for the maps
@@ -458,6 +485,7 @@ class TA2N(FewShotRecognizer):
         if size % n_way or bool((counts != shots).any()):
             raise ValueError("TA2N needs the same number of shots in every class")
         branch = "one" if shots == 1 else "many"
+        support, query = self._with_maps(support), self._with_maps(query)
         names = ["maps"] + [f"{branch}_{n}" for n in SUPPORT_KEYS if f"{branch}_{n}" in support]
         if branch == "many":
             names += ["align_key", "align_query"]
@@ -487,7 +515,7 @@ class TA2N(FewShotRecognizer):
         return torch.cat(parts)
 
     def _prototypes(self, support, order, n_way: int) -> dict[str, torch.Tensor]:
-        """K-shot prototypes (section 5.5): ``support {name: [E, S, T, ...]}`` in any order,
+        """K-shot prototypes: ``support {name: [E, S, T, ...]}`` in any order,
         ``order [E, S]`` the slots grouped by class (K per class) -> ``{name: [E, N, T, ...]}``,
         prototype[y] = mean_k sum_x A_k[x, y] shot_k[x] for every per-video quantity linear in
         the shot's maps (W'_v is applied after pooling, see ``encode``)."""
@@ -516,7 +544,7 @@ class TA2N(FewShotRecognizer):
         dense = dense.scatter(3, slots, weights).view(episodes, n_way * frames, size * frames)
         out = {}
         for name, value in support.items():
-            if name in ("align_key", "align_query"):
+            if name in ("align_key", "align_query", "theta"):  # not mixed over shots
                 continue
             mixed = dense @ value.flatten(1, 2).flatten(2)  # [E, N*T, F]
             out[name] = mixed.view(episodes, n_way, frames, *value.shape[3:])

@@ -1,5 +1,5 @@
 """TRX: Perrett, Masullo, Burghardt, Mirmehdi & Damen, "Temporal-Relational CrossTransformers
-for Few-Shot Action Recognition", CVPR 2021 (methods.md section 4; reference code
+for Few-Shot Action Recognition", CVPR 2021 (reference code
 tobyperrett/trx ``model.py``).
 
 For every cardinality omega in ``temporal_set`` (default (2, 3)):
@@ -17,7 +17,7 @@ For every cardinality omega in ``temporal_set`` (default (2, 3)):
 5. The query-specific prototype t_p^c is the attention-weighted sum of the class's values.
 6. T^omega(Q, c) = mean_p ||value_p - t_p^c||^2.
 7. Cardinalities combine by ``combine``: ``sum`` (T = sum_omega T^omega, the paper as far as
-   we know it, and the harness default: methods.md section 11 #5), ``l2`` (logit =
+   we know it, and the harness default), ``l2`` (logit =
    -||(T^omega)_omega||_2, the official trx code) or ``mean`` (logit = -mean_omega T^omega,
    Perrett's few-shot-action-recognition library).
 
@@ -26,7 +26,7 @@ Logits are -T(Q, c). ``encode`` does steps 1-3 once per video and returns ``keys
 
 Deviations and choices:
 
-- Combination of cardinalities: ``sum`` by default (methods.md section 11 #5); the official
+- Combination of cardinalities: ``sum`` by default (see step 7); the official
   code's L2 norm is ``combine="l2"`` (config ``trx_l2``).
 - The positional encoding is computed for the clip's own T frames. The reference code builds a
   table of max_len = floor(1.5 * seq_len) rows and takes its first T; the rows are the same, the

@@ -1,5 +1,5 @@
 """A²M²-Net (reconstruction) and the exact EMD solver: known-answer tests A2-1..A2-4
-(methods.md §6.5), the solver against POT, and the envelope-theorem gradients."""
+(listed in configs/a2m2/README.md), the solver against POT, and the envelope-theorem gradients."""
 
 from __future__ import annotations
 

@@ -82,7 +82,7 @@ def test_clip_text_features_are_unit_and_come_from_the_folders_text_tower(standi
 
 
 def test_vm1_token_bookkeeping():
-    """methods.md VM-1: 16 frames give 8 x 196 tokens; 8 frames, with the position table
+    """Known-answer test VM-1: 16 frames give 8 x 196 tokens; 8 frames, with the position table
     interpolated in time, give 4 x 196."""
     arch = dict(
         hidden_size=32,

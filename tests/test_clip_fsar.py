@@ -1,4 +1,5 @@
-"""CLIP-FSAR known-answer tests (methods.md section 7.6: CL-1..3) and class names as text."""
+"""CLIP-FSAR known-answer tests CL-1..CL-3 (the modulated support keeps T tokens, video-text
+logits, the bidirectional-sum OTAM regression value) and class names as text."""
 
 from __future__ import annotations
 

@@ -141,6 +141,6 @@ def test_episode_batches_are_sized_by_the_encoded_bytes(monkeypatch):
     monkeypatch.setattr(evaluation, "GATHER_BUDGET_BYTES", 1_000_000)
     episodes = SimpleNamespace(support=np.zeros((10, 25)), query=np.zeros((10, 5)))
     small = torch.zeros(100, 8, 4)  # 128 bytes a video: 3,840 an episode
-    assert evaluation.episodes_within(small, episodes, 500) == 260
+    assert evaluation.episodes_within(evaluation.EncodedVideos(small), episodes, 500) == 260
     heavy = {"keys": torch.zeros(100, 84, 1152), "values": torch.zeros(100, 84, 1152)}
-    assert evaluation.episodes_within(heavy, episodes, 500) == 1  # never fewer than one
+    assert evaluation.episodes_within(evaluation.EncodedVideos(heavy), episodes, 500) == 1

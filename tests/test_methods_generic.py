@@ -1,4 +1,4 @@
-"""Checks every registered method must pass (methods.md section 10), over the registry."""
+"""Checks every registered method must pass (shapes, invariances, no NaN, gradients)."""
 
 from __future__ import annotations
 
@@ -149,3 +149,46 @@ def test_backbone_receives_gradients(name, build):
     loss["loss_cls"].backward()
     grads = [p.grad for p in model.backbone.parameters() if p.requires_grad]
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize("shots", [1, 2])
+@pytest.mark.parametrize("name", CONFIGS)
+def test_the_test_path_from_a_feature_store_gives_each_episodes_head_logits(
+    name, shots, build, tmp_path
+):
+    """What a run computes from stored features (``encode_for_test`` once per video into
+    preallocated rows, rows read back from the store on disk for heads that read features,
+    ``compare`` over a batch of episodes) equals ``head`` on each episode's features."""
+    import numpy as np
+
+    from fsarbench.data.episodes import EpisodeSpec, SplitVideos, sample_episodes
+    from fsarbench.evaluation import encode_videos, episode_logits_from_encoded
+    from fsarbench.features import StoredFeatures
+
+    model = build(name)
+    classes = tuple(f"class {c}" for c in range(7))
+    ids = tuple(f"v{i:03d}" for i in range(42))
+    split = SplitVideos("speed", "test", classes, ids, tuple(i % 7 for i in range(42)))
+    episodes = sample_episodes(split, EpisodeSpec(5, shots, 2, 6, 0))
+    if model.needs_text:
+        model.set_class_texts({c: c for c in classes})
+    torch.manual_seed(3)
+    np.save(tmp_path / "features.npy", features(model, 42).numpy().astype(np.float16))
+    stored = StoredFeatures(None, ids, np.load(tmp_path / "features.npy", mmap_mode="r"))
+    encoded = encode_videos(model, episodes, stored, chunk=16)
+    batched = episode_logits_from_encoded(model, episodes, encoded, 0, len(episodes))
+    rows = stored.rows_for(episodes.video_ids)
+    with torch.inference_mode():
+        single = torch.stack(
+            [
+                model.head(
+                    torch.from_numpy(stored.read(rows[episodes.support[e]])),
+                    torch.from_numpy(episodes.support_labels[e]),
+                    torch.from_numpy(stored.read(rows[episodes.query[e]])),
+                    **{k: v[0] for k, v in model.episode_context(episodes, e, e + 1).items()},
+                )
+                for e in range(len(episodes))
+            ]
+        )
+    assert batched.shape == (6, 10, 5)
+    assert torch.allclose(batched, single, atol=1e-5), (batched - single).abs().max()

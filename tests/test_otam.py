@@ -1,4 +1,4 @@
-"""OTAM's known-answer tests (methods.md section 3.7, OT-1..OT-5) and CL-3 (section 7.6), which
+"""OTAM's known-answer tests OT-1..OT-5 and CL-3 (listed in configs/otam/README.md), which
 CLIP-FSAR's head relies on through :func:`otam_distance`."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from fsarbench.methods.otam import otam_directions, otam_distance
 from fsarbench.registry import MODELS
 
 TINY_BACKBONE = dict(type="FrameResNet", depth=18, num_stages=1)
-TABLE_TOL = 1e-6  # the regression table of section 3.7 gives six decimals
+TABLE_TOL = 1e-6  # the OT-4 regression table gives six decimals
 
 
 def otam(**kw):
@@ -48,7 +48,7 @@ def brute_force_hard(cost: torch.Tensor) -> float:
 
 def brute_force_soft(cost, lbda, first_col_vertical=False, last_col_vertical=True) -> float:
     """-lbda log sum over every path of the padded grid of exp(-path cost / lbda): the recursion
-    of section 3.3 restated as a sum over paths (column 0 is a free start at every row)."""
+    of ``otam_distance`` restated as a sum over paths (column 0 is a free start at every row)."""
     rows, cols = cost.shape
 
     def predecessors(row, j):

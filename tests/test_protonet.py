@@ -1,4 +1,4 @@
-"""ProtoNet's known-answer tests (methods.md section 2.5)."""
+"""ProtoNet's known-answer tests PN-1..PN-3 (listed in configs/protonet/README.md)."""
 
 from __future__ import annotations
 

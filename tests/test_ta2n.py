@@ -1,5 +1,6 @@
-"""TA²N's known-answer tests (methods.md section 5.8: TA-1..TA-3) and checks of the factorised
-head against a direct, pair-by-pair computation of sections 5.2-5.5."""
+"""TA²N's known-answer tests TA-1..TA-3 (the SC masks, the temporal warp, the SC pooling and
+the distance) and checks of the factorised head against a direct, pair-by-pair computation of
+TTM, TC, SC and the K-shot prototype."""
 
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def maps(count, frames=8, size=4, seed=0, dtype=torch.float64):
     return torch.randn(count, frames, CHANNELS, size, size, generator=generator, dtype=dtype)
 
 
-# --- an independent, direct implementation of sections 5.2-5.5 ------------------------------
+# --- an independent, direct implementation of TTM, TC, SC and the K-shot alignment -----------
 
 
 def direct_mask(offsets, height, width, perturb):

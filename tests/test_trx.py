@@ -1,4 +1,4 @@
-"""TRX's known-answer tests (methods.md section 4.6: TRX-1 to TRX-3) and checks of the batched
+"""TRX's known-answer tests TRX-1 to TRX-3 (configs/trx/README.md) and checks of the batched
 compare against a per-class loop written as in the paper."""
 
 from __future__ import annotations
@@ -301,7 +301,7 @@ def test_invalid_options():
 
 
 def test_parameter_count_per_cardinality():
-    """methods.md section 4.3: 2 * (omega * D * d + d) plus the key LayerNorm per omega."""
+    """Head parameters: 2 * (omega * D * d + d) plus the key LayerNorm per omega."""
     model = trx(temporal_set=(3,), trans_linear_out_dim=32)
     head = sum(p.numel() for name, p in model.named_parameters() if "backbone" not in name)
     assert head == 2 * (3 * CHANNELS * 32 + 32) + 2 * 32

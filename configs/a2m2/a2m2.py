@@ -1,5 +1,5 @@
 # A²M²-Net (Gao et al., IJCV 2025; arXiv 2509.17638), RECONSTRUCTED: the paper's body was not
-# available, every internal below is a documented guess (methods.md §6.2-6.4 [R]); see README.md.
+# available, every internal below is a documented guess [R]; see README.md.
 method = dict(
     type="a2m2",
     # M² block (per video)
@@ -24,10 +24,10 @@ method = dict(
     kshot="union",  # union (all K*m support candidates) | mean (candidates averaged over shots)
     temperature=12.5,  # logits = temperature * (1 - EMD)
     learn_temperature=False,
-    freeze_bn=True,  # backbone BN statistics fixed in episodic training (methods.md §6.4 [S])
+    freeze_bn=True,  # backbone BN statistics fixed in episodic training (from a summary [S])
 )
 # Training recipe per benchmark (fragments in configs/_base_/schedules/): pretraining on the base
-# classes, then episodic meta-training (methods.md §6.4 [R]/[I]: the paper's optimiser is unknown).
+# classes, then episodic meta-training ([R]/[I]: the paper's optimiser is unknown).
 schedules = dict(
     synth="synth_quick",
     ssv2_full="a2m2_sgd_ssv2_full",

@@ -1,4 +1,4 @@
-# CLIP-FSAR (Wang et al., IJCV 2023), methods.md section 7: see README.md. Runs on a CLIP
+# CLIP-FSAR (Wang et al., IJCV 2023): see README.md. Runs on a CLIP
 # backbone only (--backbone clip-vit-b16 --weights CLIP_FOLDER): it embeds class names.
 method = dict(
     type="clip_fsar",
@@ -7,8 +7,8 @@ method = dict(
     heads=8,
     ffn_dim=2048,
     attn_dropout=0.2,
-    lbda=0.5,  # section 11 #4: OTAM's lambda inside CLIP-FSAR
-    direction="sum",  # section 11 #3: both directions summed (SINGLE_DIRECT: q2s)
+    lbda=0.5,  # OTAM's lambda inside CLIP-FSAR (0.1 in the OTAM baseline)
+    direction="sum",  # both directions summed (SINGLE_DIRECT: q2s)
     merge_before=False,  # MERGE_BEFORE: average the shots before Omega
     fusion=False,  # COMBINE: test-time text/visual fusion, off (pure visual metric)
     fusion_text_weight=0.9,  # TEXT_COFF
@@ -18,7 +18,7 @@ method = dict(
 # Its default backbone on every benchmark (--backbone overrides; --weights gives the folder).
 backbone = "clip-vit-b16"
 # Training recipe per benchmark (configs/_base_/schedules/): the released configs' Adam
-# recipes for SSv2-Full and K100 (section 7.3); the other real benchmarks use the K100 one;
+# recipes for SSv2-Full and K100; the other real benchmarks use the K100 one;
 # synth trains the head on stored features of the given CLIP, without pretraining on synth.
 schedules = dict(
     synth="synth_frozen",

@@ -1,4 +1,4 @@
-# OTAM (Cao et al., CVPR 2020), canonical recursion of methods.md section 3.3: see README.md.
+# OTAM (Cao et al., CVPR 2020), canonical recursion: see README.md.
 # lbda: soft-min smoothing (0 = hard min); first_col_vertical: the reimplementations' extra
 # vertical move in the first real column; last_col_vertical: the free end (False = the 2-term
 # bug of Perrett's library); direction: q2s | s2q | avg | sum | timeflip_avg; kshot: mean_dist |

@@ -1,5 +1,5 @@
 # TRX (Perrett et al., CVPR 2021), Temporal-Relational CrossTransformers: see README.md.
-# combine: sum (default, methods.md section 11 #5) | l2 (official trx code) | mean (Perrett's
+# combine: sum (default; the paper's, as far as we know) | l2 (official trx code) | mean (Perrett's
 # few-shot-action-recognition library)
 method = dict(
     type="trx",

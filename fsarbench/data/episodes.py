@@ -102,6 +102,15 @@ class EpisodeSet:
             "available_hash": self.available_hash,
         }
 
+    def video_classes(self) -> np.ndarray:
+        """``[V]`` the split class of every video of ``video_ids``, as its episodes label it
+        (-1 for a video no episode reads)."""
+        classes = np.full(len(self.video_ids), -1, dtype=np.int64)
+        rows = np.arange(len(self.classes))[:, None]
+        for slots, labels in ((self.support, self.support_labels), (self.query, self.query_labels)):
+            classes[slots] = self.classes[rows, labels]  # [E, S] split classes
+        return classes
+
     @property
     def content_hash(self) -> str:
         """sha256 of what the episodes are: metadata plus every index array."""

@@ -1,6 +1,6 @@
 # VideoMAE ViT-B/16 on whole clips (transformers VideoMAEModel): tubelets of 2 frames, so T
 # frames give T/2 steps; 768-d tokens, 14x14 per step at 224 px; position table interpolated
-# for 8-frame clips (methods.md section 8). Weights: a folder in the Hugging Face format
+# for 8-frame clips. Weights: a folder in the Hugging Face format
 # (--weights DIR), e.g. MCG-NJU/videomae-base; its config.json sets the architecture.
 name = "videomae-vit-b"
 about = dict(

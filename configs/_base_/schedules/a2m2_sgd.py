@@ -1,9 +1,10 @@
-# The A²M²-Net recipe, RECONSTRUCTED (methods.md §6.4): the paper's optimiser, learning rates and
+# The A²M²-Net recipe, RECONSTRUCTED: the paper's optimiser, learning rates and
 # iteration counts are unknown. Tags: [S] from a machine-written summary, [R] reconstruction,
 # [I] our recommendation.
 # Stage 1 [S/R]: classification pretraining on the base classes (DeepBDC-style). The harness's
-# stage trains the backbone alone on time-averaged pooled features, not backbone + M² as §6.4
-# describes; its seed is fixed so one stage serves every run seed. Optimiser and length [I].
+# stage trains the backbone alone on time-averaged pooled features, not backbone + M² as the
+# reconstructed stage 1 would (configs/a2m2/README.md, Deviations); its seed is fixed so one
+# stage serves every run seed. Optimiser and length [I].
 # Stage 2 [S/R]: episodic meta-training with the A² logits, backbone BN frozen (the method's
 # freeze_bn). SGD momentum 0.9, lr 1e-3 for the head and 1e-4 for the backbone (paramwise_cfg:
 # lr_mult 0.1 on parameters named "backbone"), cosine decay, 20k episodes, one episode per step
@@ -22,7 +23,7 @@ schedule = dict(
         param_scheduler=[dict(type="CosineAnnealingLR", T_max=10_000, by_epoch=False)],  # [I]
     ),
     meta=dict(
-        iters=20_000,  # [I] §6.4 suggests 10-20k episodes
+        iters=20_000,  # [I] the top of a 10-20k episode range
         tasks_per_batch=1,  # [I] one episode per optimizer step (DeepEMD's episodic training)
         val_interval=1_000,  # a multiple of tasks_per_batch
         val_episodes=1_000,

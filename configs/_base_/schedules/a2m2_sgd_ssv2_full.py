@@ -1,4 +1,4 @@
-# The A²M²-Net recipe for SSv2-Full, RECONSTRUCTED (methods.md §6.4): as a2m2_sgd (see its
+# The A²M²-Net recipe for SSv2-Full, RECONSTRUCTED: as a2m2_sgd (see its
 # comments and tags) with a longer stage 2, 50k episodes [I], for the larger, motion-heavy
 # dataset, and a pretraining stage sized to its 77,500 training videos [I].
 schedule = dict(
@@ -15,7 +15,7 @@ schedule = dict(
         param_scheduler=[dict(type="CosineAnnealingLR", T_max=20_000, by_epoch=False)],  # [I]
     ),
     meta=dict(
-        iters=50_000,  # [I] §6.4: 50k episodes on SSv2-Full
+        iters=50_000,  # [I] 50k episodes on SSv2-Full
         tasks_per_batch=1,  # [I]
         val_interval=2_500,  # a multiple of tasks_per_batch
         val_episodes=1_000,

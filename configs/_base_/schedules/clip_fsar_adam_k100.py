@@ -1,4 +1,4 @@
-# The CLIP-FSAR recipe for Kinetics-100 (released config, methods.md section 7.3): Adam lr 1e-5,
+# The CLIP-FSAR recipe for Kinetics-100 (released config): Adam lr 1e-5,
 # weight decay 5e-4, 4 tasks per batch, one warm-up epoch, lr x0.1 at epoch 6 and x0.01 at
 # epoch 9, 10 epochs of 250 iterations (one iteration taken as one task: 2,500 tasks; the
 # config's NUM_TRAIN_TASKS says 5,000, README). Also used for UCF-101 and HMDB-51, whose

@@ -1,4 +1,4 @@
-# The CLIP-FSAR recipe for SSv2-Full (released config, methods.md section 7.3): Adam lr 5e-5,
+# The CLIP-FSAR recipe for SSv2-Full (released config): Adam lr 5e-5,
 # weight decay 5e-5, 4 tasks per batch, one warm-up epoch, lr x0.1 at epoch 4 and x0.01 at
 # epoch 6, 10 epochs of 4,000 iterations. One iteration is taken to be one task (as for every
 # fsarbench recipe): 40,000 tasks; the config's NUM_TRAIN_TASKS says 30,000 (README).

@@ -2,7 +2,7 @@
 # issues #2 and #3): end-to-end fine-tuning of an ImageNet ResNet-50, SGD lr 1e-3 without
 # momentum or weight decay, ONE task per optimizer step (issue #3: OTAM trains best that way),
 # about 100k training tasks, 5 training queries per class. The paper's own optimiser and
-# iteration count are not verified (methods.md section 3.6). The otam-reimpl's alternative
+# iteration count are not verified. The otam-reimpl's alternative
 # (momentum 0.9, weight decay 5e-4) is not used. Validation every 5,000 tasks on 1,000 val
 # episodes.
 schedule = dict(

@@ -1,0 +1,172 @@
+"""Peak memory and time of every head's test on a feature store of SSv2-Full's size.
+
+Builds (once, under ``--store-dir``) random float16 feature stores shaped like SSv2-Full's
+test split with ResNet-50: 2,857 videos, 8 frames, 2,048 channels, pooled ``[V, 8, 2048]``
+(94 MB) and, for heads that read maps, ``[V, 8, 2048, 7, 7]`` (4.6 GB). Then, for every
+method's main config at paper dimensions and each shot count, a fresh process runs the very
+path ``fsarbench run`` takes from stored features (``evaluate_from_features``: the head's
+``encode_for_test`` once per video into preallocated rows, then ``compare`` over batches of
+episodes sized by ``GATHER_BUDGET_BYTES``) on ``--episodes`` 5-way episodes with one query per
+class, and reports:
+
+- ``peak_rss_gib``: the process's peak resident memory (``ru_maxrss``), model included;
+- ``model_rss_gib``: resident memory once the model is built, before the test;
+- ``kept_gib``: the encoded rows the test keeps for all videos; ``encode_all_gib``: what
+  ``encode`` returns for all videos (every branch, TA²N's warped maps included), the rows
+  kept before ``encode_for_test``, computed from one chunk's shapes;
+- ``encode_s`` and ``episodes_per_s`` (CPU, ``--threads`` torch threads), and the time of
+  10,000 episodes extrapolated from the episodes run.
+
+Features are random: a head's memory and time do not depend on their values.
+
+    python tools/speed_memory.py                          # every method, 1 and 5 shot
+    python tools/speed_memory.py --methods ta2n --shots 1 --episodes 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+VIDEOS, CLASSES, FRAMES, CHANNELS, MAP_SIZE = 2857, 24, 8, 2048, 7
+
+
+def rss_gib() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 2**20
+    return float("nan")
+
+
+def store_path(store_dir: Path, kind: str) -> Path:
+    shape = (VIDEOS, FRAMES, CHANNELS) + ((MAP_SIZE, MAP_SIZE) if kind == "maps" else ())
+    path = store_dir / f"ssv2full-{kind}-{'x'.join(map(str, shape))}.npy"
+    if path.exists():
+        return path
+    partial = path.with_suffix(".partial.npy")
+    array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float16, shape=shape)
+    generator = np.random.default_rng(0)
+    for start in range(0, VIDEOS, 64):  # [64, ...] at a time: bounded memory here too
+        rows = array[start : start + 64]
+        rows[...] = generator.standard_normal(rows.shape, dtype=np.float32)
+    array.flush()
+    del array
+    os.replace(partial, path)
+    return path
+
+
+def child(method: str, shots: int, store: Path, episodes: int, threads: int) -> dict:
+    import torch
+
+    from fsarbench.benchmarks.registry import get_benchmark
+    from fsarbench.config import compose_run_config
+    from fsarbench.data.episodes import EpisodeSpec, SplitVideos, sample_episodes
+    from fsarbench.evaluation import encode_videos, evaluate_from_features
+    from fsarbench.features import StoredFeatures
+    from fsarbench.registry import MODELS
+
+    torch.set_num_threads(threads)
+    config = compose_run_config(method, get_benchmark("ssv2-full"), k_shot=shots)
+    torch.manual_seed(0)
+    model = MODELS.build(dict(**config.method, backbone=config.backbone)).eval()
+    ids = tuple(f"v{i:05d}" for i in range(VIDEOS))
+    split = SplitVideos(
+        "ssv2-full-sized",
+        "test",
+        tuple(f"class{c}" for c in range(CLASSES)),
+        ids,
+        tuple(i % CLASSES for i in range(VIDEOS)),
+    )
+    episode_set = sample_episodes(split, EpisodeSpec(5, shots, 1, episodes, 0), config.protocol)
+    stored = StoredFeatures(None, ids, np.load(store, mmap_mode="r"))
+    model_rss = rss_gib()
+
+    # what encode() returns for every video, from one chunk's shapes (the rows kept before)
+    with torch.inference_mode():
+        sample = model.encode(torch.from_numpy(stored.read(np.arange(2))))
+    tensors = sample.values() if isinstance(sample, dict) else [sample]
+    encode_all = sum(t[0].numel() * t.element_size() for t in tensors) * VIDEOS
+
+    started = time.process_time()
+    encoded = encode_videos(model, episode_set, stored)
+    encode_s = time.process_time() - started
+    kept = encoded.nbytes()
+    del encoded
+    started = time.process_time()
+    evaluate_from_features(
+        model, episode_set, stored, config.evaluation["episodes_per_batch"], progress=False
+    )
+    test_s = time.process_time() - started  # encode again, then every episode
+    per_episode = max(test_s - encode_s, 1e-9) / episodes
+    return {
+        "method": method,
+        "shot": shots,
+        "features": model.feature_kind,
+        "model_rss_gib": round(model_rss, 2),
+        "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+        "kept_gib": round(kept / 2**30, 2),
+        "encode_all_gib": round(encode_all / 2**30, 2),
+        "encode_cpu_s": round(encode_s, 1),
+        "episodes_run": episodes,
+        "episodes_per_cpu_s": round(1 / per_episode, 1),
+        "cpu_s_10k_episodes": round(encode_s + 10_000 * per_episode, 0),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--methods", default="all")
+    parser.add_argument("--shots", default="1,5")
+    parser.add_argument("--episodes", type=int, default=10_000)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--store-dir", type=Path, default=Path("/tmp/fsarbench-speed-memory"))
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)  # METHOD SHOTS STORE
+    args = parser.parse_args()
+    if args.child:
+        method, shots, store = args.child
+        print(json.dumps(child(method, int(shots), Path(store), args.episodes, args.threads)))
+        return
+
+    import pandas as pd
+
+    from fsarbench.benchmarks.registry import get_benchmark
+    from fsarbench.config import compose_run_config
+    from fsarbench.names import resolve_methods
+    from fsarbench.registry import MODELS
+
+    args.store_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for method in resolve_methods(args.methods):
+        config = compose_run_config(method, get_benchmark("ssv2-full"))
+        kind = MODELS.get(config.method["type"]).feature_kind
+        store = store_path(args.store_dir, kind)
+        for shots in (int(s) for s in args.shots.split(",")):
+            command = [sys.executable, __file__, "--child", method, str(shots), str(store)]
+            command += ["--episodes", str(args.episodes), "--threads", str(args.threads)]
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode:
+                error = done.stderr.strip().splitlines()[-1:] or ["no message"]
+                rows.append({"method": method, "shot": shots, "error": error[0]})
+            else:
+                rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
+    print()
+    print(
+        f"SSv2-Full-sized store ({VIDEOS:,} test videos, {FRAMES} x {CHANNELS}, maps "
+        f"{MAP_SIZE}x{MAP_SIZE}, float16), 5-way, 1 query per class, {args.episodes:,} "
+        f"episodes, {args.threads} torch thread(s); CPU-seconds"
+    )
+    print(pd.DataFrame(rows).to_markdown(index=False))
+
+
+if __name__ == "__main__":
+    main()
