@@ -35,6 +35,8 @@ class EpisodeScores:
     predictions: np.ndarray  # [E, Q] predicted episode-local label of every query
     frame_forwards: int  # frames the backbone processed for this evaluation
     seconds: float
+    encode_seconds: float = 0.0  # of which the head's per-video part (stored features only)
+    encoded_bytes: int = 0  # the per-video rows kept for the whole test (stored features)
 
 
 def _accuracy(predictions: torch.Tensor, query_labels: torch.Tensor) -> torch.Tensor:
@@ -45,16 +47,16 @@ def _accuracy(predictions: torch.Tensor, query_labels: torch.Tensor) -> torch.Te
 @dataclass
 class EncodedVideos:
     """What the test keeps of every video of an episode set: the head's ``encode_for_test``
-    rows (row ``i`` belongs to ``episodes.video_ids[i]``) and, for a head whose ``compare``
-    reads features, the feature store they came from (read back per batch of episodes)."""
+    rows (row ``i`` belongs to ``episodes.video_ids[i]``) and, when rows the head can rebuild
+    were left out to stay within ``KEPT_BUDGET_BYTES``, the feature store to read back."""
 
     rows: Encoded
-    stored: StoredFeatures | None = None  # only when ``compare_reads_features``
+    stored: StoredFeatures | None = None  # only when rows were left out
     store_rows: np.ndarray | None = None  # [V] feature-store row of row i
 
     def take(self, index: torch.Tensor) -> Encoded:
         """Rows ``index`` ([n] episode video indices) -> ``[n, ...]`` each, plus their stored
-        features as ``"features"`` (float32) when the head reads them."""
+        features as ``"features"`` (float32) when rows were left out."""
         taken = take_rows(self.rows, index)
         if self.stored is None:
             return taken
@@ -62,9 +64,9 @@ class EncodedVideos:
         return {**taken, "features": torch.from_numpy(features)}
 
     def bytes_per_video(self) -> int:
-        """Memory one gathered video takes in a batch: its rows and, for a head that reads
-        features, those features in float32 twice (as read, and what ``compare`` makes of
-        them: TA²N's warped maps are as large)."""
+        """Memory one gathered video takes in a batch: its rows and, when rows were left out,
+        its features in float32 twice (as read, and the rows ``compare`` rebuilds from them:
+        TA²N's warped maps are as large)."""
         size = row_bytes(self.rows)
         if self.stored is not None:
             size += 2 * 4 * int(np.prod(self.stored.features.shape[1:]))
@@ -75,14 +77,22 @@ class EncodedVideos:
         return sum(t.numel() * t.element_size() for t in tensors)
 
 
+# The per-video rows a test keeps for all its videos: above it, rows the head can rebuild
+# (``rebuildable_rows``) are left out and rebuilt per batch of episodes from the stored
+# features. TA²N on SSv2-Full's 2,857 test videos: 11 GB of rows, 2.0 GB without its maps.
+KEPT_BUDGET_BYTES = 2 << 30
+GATHER_BUDGET_BYTES = 1 << 30  # rows gathered for one batch of episodes
+
+
 def encode_videos(
     model, episodes: EpisodeSet, stored: StoredFeatures, chunk: int = 64
 ) -> EncodedVideos:
     """The head's per-video part (``model.encode_for_test`` for the episodes' shot count) for
     every video of the episode set, once, written chunk by chunk into storage allocated for
-    all of them (peak memory: the rows kept, plus one chunk)."""
+    all of them (peak memory: the rows kept, plus one chunk), leaving out the rows the head
+    can rebuild if all rows would exceed ``KEPT_BUDGET_BYTES``."""
     rows = stored.rows_for(episodes.video_ids)  # episode video index -> feature row
-    storage = None
+    storage, left_out = None, ()
     with torch.inference_mode():
         context = model.video_context(episodes)  # {name: [V, ...]}
         for start in range(0, len(rows), chunk):
@@ -93,14 +103,19 @@ def encode_videos(
                 **{name: value[start : start + chunk] for name, value in context.items()},
             )
             if storage is None:
-                storage = empty_rows(part, len(rows))
-            write_rows(storage, slice(start, start + chunk), part)
-    if not model.compare_reads_features:
+                if row_bytes(part) * len(rows) > KEPT_BUDGET_BYTES and isinstance(part, dict):
+                    left_out = tuple(name for name in model.rebuildable_rows if name in part)
+                storage = empty_rows(_without(part, left_out), len(rows))
+            write_rows(storage, slice(start, start + chunk), _without(part, left_out))
+    if not left_out:
         return EncodedVideos(storage)
     return EncodedVideos(storage, stored, rows)
 
 
-GATHER_BUDGET_BYTES = 1 << 30  # encoded rows gathered for one batch of episodes
+def _without(encoded: Encoded, names: tuple[str, ...]) -> Encoded:
+    if not names:
+        return encoded
+    return {name: value for name, value in encoded.items() if name not in names}
 
 
 def episodes_within(encoded: EncodedVideos, episodes: EpisodeSet, most: int) -> int:
@@ -146,6 +161,7 @@ def evaluate_from_features(
     model.eval()
     started = time.perf_counter()
     encoded = encode_videos(model, episodes, stored)
+    encode_seconds = time.perf_counter() - started
     episodes_per_batch = episodes_within(encoded, episodes, episodes_per_batch)
     accuracies = np.empty(len(episodes), dtype=np.float64)
     predictions = np.empty(episodes.query_labels.shape, dtype=np.int64)
@@ -161,7 +177,8 @@ def evaluate_from_features(
         labels = torch.from_numpy(episodes.query_labels[start:stop])
         accuracies[start:stop] = _accuracy(predicted, labels).numpy()
         predictions[start:stop] = predicted.numpy()
-    return EpisodeScores(accuracies, predictions, 0, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return EpisodeScores(accuracies, predictions, 0, seconds, encode_seconds, encoded.nbytes())
 
 
 class EpisodeClips(Dataset):

@@ -55,11 +55,11 @@ class FewShotRecognizer(BaseModel):
     # ``code_version``), so a change that moves its numbers, made with a bump here, is never
     # served a record or a trained stage of the old code.
     code_version: ClassVar[int] = 1
-    # A head whose ``compare`` reads the stored features of its videos (as ``"features"``
-    # rows beside what ``encode_for_test`` kept): the test then stores less per video and
-    # reads those rows back from the feature store for each batch of episodes (TA²N: its
-    # warped maps are not stored, they are warped again from the features).
-    compare_reads_features: ClassVar[bool] = False
+    # Rows of ``encode_for_test`` that ``compare`` can rebuild from the stored features of its
+    # videos (given as a ``"features"`` row instead): when all test videos' rows would exceed
+    # the evaluation's memory budget, the test keeps the rest and reads the features back
+    # per batch of episodes (TA²N: its warped maps, 82% of its rows at paper size).
+    rebuildable_rows: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, backbone: dict, data_preprocessor: dict | None = None, init_cfg=None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -109,9 +109,8 @@ class FewShotRecognizer(BaseModel):
     def encode_for_test(self, features: torch.Tensor, shots: int, **video_context) -> Encoded:
         """What the test keeps per video (it encodes every test video once, before any
         episode) for episodes of ``shots`` shots per class: ``encode`` by default. A head whose
-        rows depend on the shot count, or that can rebuild large rows from the features in
-        ``compare`` (``compare_reads_features``), keeps only what its episodes read; one whose
-        support rows depend on the video's class (``video_context``) computes them here."""
+        rows depend on the shot count keeps only what its episodes read; one whose support
+        rows depend on the video's class (``video_context``) computes them here."""
         return self.encode(features)
 
     def compare(

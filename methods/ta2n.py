@@ -89,9 +89,10 @@ Deviations and choices:
 - Training recipe: the paper's optimiser, see configs/ta2n/README.md.
 - ``encode`` without a shot count returns the quantities of both the 1-shot and the K-shot
   branch: about 1.29 M floats per video at 2048 x 7 x 7 (62% of it the maps), 88 k on synth.
-  The test (``encode_for_test``, once per test video) keeps only its episodes' branch and
-  theta instead of the warped maps, which ``compare`` warps again from the stored features:
-  0.18 M floats per video at 1 shot, 0.31 M at 5 (``tools/speed_memory.py``).
+  The test (``encode_for_test``, once per test video) keeps only its episodes' branch; when
+  all test videos' rows exceed the evaluation's budget (SSv2-Full), it keeps theta instead of
+  the warped maps, which ``compare`` warps again from the stored features: 0.18 M floats per
+  video at 1 shot, 0.31 M at 5, instead of 0.98 M / 1.11 M (``tools/speed_memory.py``).
 - Pooling is computed as a reshape and ``amax`` (much faster on CPU for maps this small than
   ``max_pool3d``); at exact ties the gradient is split between the tied elements.
 """
@@ -376,7 +377,7 @@ class TA2N(FewShotRecognizer):
 
     # --- per video ------------------------------------------------------------------------
 
-    compare_reads_features = True  # the test keeps theta, not the warped maps
+    rebuildable_rows = ("maps",)  # warped again from the stored features and theta
 
     def warp_parameters(self, features: torch.Tensor) -> torch.Tensor:
         """The localisation net: ``[B, T, C, H, W]`` -> theta ``[B, 2]`` in (-1, 1)^2."""
@@ -406,18 +407,13 @@ class TA2N(FewShotRecognizer):
         return encoded
 
     def encode_for_test(self, features: torch.Tensor, shots: int) -> dict[str, torch.Tensor]:
-        """``encode`` of the branch the test's episodes use, without the warped maps: they are
-        62% of a video's rows at paper size (3.2 MB in float32), so ``compare`` warps the
-        stored features again from theta (``compare_reads_features``), the same arithmetic on
-        the same values."""
-        encoded = self.encode(features, shots=shots)
-        del encoded["maps"]
-        return encoded
+        # only the branch of the test's shot count
+        return self.encode(features, shots=shots)
 
     def _with_maps(self, rows: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Rows ``{name: [E, S, ...]}`` with ``maps``: as encoded, or warped again from the
-        stored ``features [E, S, T, C, H, W]`` and ``theta [E, S, 2]`` (see
-        ``encode_for_test``)."""
+        """Rows ``{name: [E, S, ...]}`` with ``maps``: as encoded, or, when the test did not
+        keep them (``rebuildable_rows``), warped again from the stored ``features [E, S, T, C,
+        H, W]`` and ``theta [E, S, 2]``: the same arithmetic on the same values."""
         if "maps" in rows:
             return rows
         rows = dict(rows)

@@ -151,20 +151,25 @@ def test_backbone_receives_gradients(name, build):
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
 
 
+@pytest.mark.parametrize("kept", ["every row", "rebuildable rows left out"])
 @pytest.mark.parametrize("shots", [1, 2])
 @pytest.mark.parametrize("name", CONFIGS)
 def test_the_test_path_from_a_feature_store_gives_each_episodes_head_logits(
-    name, shots, build, tmp_path
+    name, shots, kept, build, tmp_path, monkeypatch
 ):
     """What a run computes from stored features (``encode_for_test`` once per video into
-    preallocated rows, rows read back from the store on disk for heads that read features,
-    ``compare`` over a batch of episodes) equals ``head`` on each episode's features."""
+    preallocated rows; beyond the memory budget, the rows a head can rebuild left out and
+    rebuilt from features read back from the store on disk; ``compare`` over a batch of
+    episodes) equals ``head`` on each episode's features."""
     import numpy as np
 
+    import fsarbench.evaluation
     from fsarbench.data.episodes import EpisodeSpec, SplitVideos, sample_episodes
     from fsarbench.evaluation import encode_videos, episode_logits_from_encoded
     from fsarbench.features import StoredFeatures
 
+    if kept != "every row":
+        monkeypatch.setattr(fsarbench.evaluation, "KEPT_BUDGET_BYTES", 0)
     model = build(name)
     classes = tuple(f"class {c}" for c in range(7))
     ids = tuple(f"v{i:03d}" for i in range(42))
@@ -176,6 +181,8 @@ def test_the_test_path_from_a_feature_store_gives_each_episodes_head_logits(
     np.save(tmp_path / "features.npy", features(model, 42).numpy().astype(np.float16))
     stored = StoredFeatures(None, ids, np.load(tmp_path / "features.npy", mmap_mode="r"))
     encoded = encode_videos(model, episodes, stored, chunk=16)
+    left_out = kept != "every row" and bool(model.rebuildable_rows)
+    assert (encoded.stored is not None) == left_out
     batched = episode_logits_from_encoded(model, episodes, encoded, 0, len(episodes))
     rows = stored.rows_for(episodes.video_ids)
     with torch.inference_mode():

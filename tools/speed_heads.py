@@ -31,7 +31,7 @@ import torch
 from fsarbench.benchmarks.registry import get_benchmark
 from fsarbench.config import compose_run_config
 from fsarbench.data.episodes import EpisodeSpec, SplitVideos, sample_episodes
-from fsarbench.evaluation import encode_videos, episode_logits_from_encoded
+from fsarbench.evaluation import encode_videos, episode_logits_from_encoded, episodes_within
 from fsarbench.features import StoredFeatures
 from fsarbench.names import resolve_methods
 from fsarbench.registry import MODELS
@@ -69,14 +69,23 @@ def measure(method: str, dims: str, k_shot: int, args) -> dict:
     spec = EpisodeSpec(5, k_shot, 1, args.episodes, 0)
     episodes = sample_episodes(split, spec, dict(protocol))
     stored = random_features(model, args.videos, protocol["num_frames"], MAP_SIZE[dims])
+    if model.needs_text:  # random unit class texts: the head's cost does not depend on them
+        bank = torch.nn.functional.normalize(
+            torch.randn(len(split.classes), model.channels), dim=-1
+        )
+        model.text_features = lambda labels: bank[[split.classes.index(c) for c in labels]]
     torch.set_num_threads(args.threads)
 
     started = time.perf_counter()
     encoded = encode_videos(model, episodes, stored)
     encode_s = time.perf_counter() - started
+    # the batch fsarbench run takes: the config's episodes_per_batch within the gather budget
+    batch = args.batch or episodes_within(
+        encoded, episodes, config.evaluation["episodes_per_batch"]
+    )
     started, harness_episodes = time.perf_counter(), 0
     while harness_episodes < len(episodes) and time.perf_counter() - started < args.max_seconds:
-        stop = min(harness_episodes + args.batch, len(episodes))
+        stop = min(harness_episodes + batch, len(episodes))
         episode_logits_from_encoded(model, episodes, encoded, harness_episodes, stop)
         harness_episodes = stop
     compare_s = time.perf_counter() - started
@@ -86,9 +95,10 @@ def measure(method: str, dims: str, k_shot: int, args) -> dict:
     with torch.inference_mode():
         while naive_episodes < len(episodes) and time.perf_counter() - started < args.max_seconds:
             e = naive_episodes
-            support = torch.from_numpy(stored.features[rows[episodes.support[e]]])
-            query = torch.from_numpy(stored.features[rows[episodes.query[e]]])
-            model.head(support, torch.from_numpy(episodes.support_labels[e]), query)
+            support = torch.from_numpy(stored.read(rows[episodes.support[e]]))
+            query = torch.from_numpy(stored.read(rows[episodes.query[e]]))
+            context = {k: v[0] for k, v in model.episode_context(episodes, e, e + 1).items()}
+            model.head(support, torch.from_numpy(episodes.support_labels[e]), query, **context)
             naive_episodes += 1
     naive_s = time.perf_counter() - started
 
@@ -102,6 +112,7 @@ def measure(method: str, dims: str, k_shot: int, args) -> dict:
         "features": model.feature_kind,
         "encode_s": round(encode_s, 2),
         "videos": args.videos,
+        "batch": batch,
         "harness_episodes_run": harness_episodes,
         "harness_episodes_per_s": round(harness_episodes / compare_s, 1),
         "harness_total_s": round(harness_total, 1),
@@ -119,7 +130,9 @@ def main() -> None:
     parser.add_argument("--shots", default="1,5")
     parser.add_argument("--episodes", type=int, default=10_000)
     parser.add_argument("--videos", type=int, default=240)
-    parser.add_argument("--batch", type=int, default=100, help="episodes per compare call")
+    parser.add_argument(
+        "--batch", type=int, default=0, help="episodes per compare call (default: as a run)"
+    )
     parser.add_argument("--max-seconds", type=float, default=60.0)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
