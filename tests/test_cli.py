@@ -149,13 +149,23 @@ def test_config_prints_the_merged_config(capsys):
 
 @pytest.mark.parametrize(
     "argv",
-    [[], ["--help"], *([command, "--help"] for command in COMMANDS), ["ls", "benchmarks"]],
+    [
+        [],
+        ["--help"],
+        *([command, "--help"] for command in COMMANDS),
+        ["ls", "benchmarks"],
+        # errors the names and numbers alone show are refused before torch is imported
+        ["run", "--methods", "nope"],
+        ["run", "--datasets", "nope"],
+        ["run", "--shots", "0"],
+        ["config", "nope", "synth"],
+    ],
     ids=lambda argv: " ".join(argv) or "no command",
 )
 def test_help_and_light_commands_start_without_torch(argv):
-    """`fsarbench --help`, every command's --help and `ls benchmarks` import neither torch
-    nor MMAction2 nor SciPy: each command's module loads when that command is named, and
-    what a parser needs is light (start-up: tools/speed_startup.py)."""
+    """`fsarbench --help`, every command's --help, `ls benchmarks` and errors that need no
+    model import neither torch nor MMAction2 nor SciPy: each command's module loads when that
+    command is named, and what a parser needs is light (start-up: tools/speed_startup.py)."""
     code = (
         "import sys\n"
         "from fsarbench.cli import main\n"

@@ -69,6 +69,10 @@ def features(model, count, frames=4):
 
 
 def test_every_registered_method_has_a_config_folder_with_a_readme():
+    # and every method folder of fsarbench's configs is a registered method: names resolve
+    # from the folders without importing the methods
+    folders = {path.parent.name for path in method_configs().values()}
+    assert folders == set(registered_methods())
     for method in registered_methods():
         assert (CONFIG_ROOT / method / f"{method}.py").is_file(), method
         readme = CONFIG_ROOT / method / "README.md"

@@ -314,14 +314,18 @@ def slurm_settings(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     # imported here, when the command runs: `fsarbench run --help` does not pay for torch,
     # MMAction2 and the methods
+    from fsarbench.names import methods_for_backbone, resolve_benchmarks, resolve_methods
+
+    # what the names and numbers alone can tell is refused before torch is imported
+    check_counts(args)
+    methods = resolve_methods(args.methods)
+    benchmarks = resolve_benchmarks(args.datasets)
+
     from fsarbench.cli.report import default_reported, print_leaderboard
     from fsarbench.distributed import is_main_process
-    from fsarbench.names import methods_for_backbone, resolve_benchmarks, resolve_methods
     from fsarbench.plan import build_plan, write_plan_file
     from fsarbench.runs import SuiteOptions, check_inputs, check_tags, run_requests, suite_requests
 
-    check_counts(args)
-    methods = resolve_methods(args.methods)
     if "all" in [part.strip() for part in args.methods.split(",")]:
         methods, left_out = methods_for_backbone(methods, args.backbone)
         if left_out:
@@ -329,7 +333,6 @@ def run(args: argparse.Namespace) -> int:
                 f"left out of `all`: {', '.join(left_out)} (they embed class names with CLIP's "
                 "text tower: --backbone clip-vit-b16 --weights CLIP_FOLDER runs them)"
             )
-    benchmarks = resolve_benchmarks(args.datasets)
     options = SuiteOptions(
         results_dir=args.results_dir,
         force=args.force,
