@@ -8,7 +8,11 @@ backbone (pooled ``[T, C]`` or maps ``[T, C, h, w]`` per video, as the head decl
   tuple projections, second-order descriptors). It returns a tensor, or a dict of tensors,
   with one row per video. At test time it runs **once per test video**, like the backbone,
   and every episode reads its rows: a head whose per-video work is heavy (TRX's tuple maps,
-  A²M²-Net's covariance square roots) then costs little more per episode than ProtoNet.
+  A²M²-Net's covariance square roots) then costs little more per episode than ProtoNet. The
+  test calls it through ``encode_for_test(features, shots, **video_context)``, where a head
+  keeps only what episodes of that shot count read, or adds rows that depend on the video's
+  own class (CLIP-FSAR); ``rebuildable_rows`` names rows the test may leave out and give back
+  as the stored ``"features"`` when all videos' rows would not fit its memory budget.
 - ``compare(support, support_labels, query)``: the episode-dependent part, batched over
   episodes: encoded support ``[E, N*K, ...]``, labels ``[E, N*K]``, encoded query
   ``[E, Q, ...]`` -> logits ``[E, Q, N]``, higher = more likely.
@@ -112,6 +116,12 @@ class FewShotRecognizer(BaseModel):
         rows depend on the shot count keeps only what its episodes read; one whose support
         rows depend on the video's class (``video_context``) computes them here."""
         return self.encode(features)
+
+    def compare_flops(self, n_way: int, shots: int, queries: int, frames: int) -> float | None:
+        """Floating-point operations of ``compare`` for one episode (multiply-adds count
+        two), where a head states them: the work a roofline divides by the matrix-multiply
+        rate (``tools/speed_heads.py``). None: not stated."""
+        return None
 
     def compare(
         self, support: Encoded, support_labels: torch.Tensor, query: Encoded

@@ -174,6 +174,16 @@ class TRX(FewShotRecognizer):
 
     # --- per episode ----------------------------------------------------------------------
 
+    def compare_flops(self, n_way: int, shots: int, queries: int, frames: int) -> float:
+        # per cardinality and class: scores [Q*P, d] x [d, K*P] and prototypes
+        # [Q*P, K*P] x [K*P, d], 2 flops a multiply-add each; the distances are lower order
+        dim = self.trans_linear_out_dim
+        flops = 0.0
+        for omega in self.temporal_set:
+            tuples = math.comb(frames, omega)
+            flops += n_way * 2 * (2 * queries * tuples * shots * tuples * dim)
+        return flops
+
     def compare(self, support, support_labels, query):
         # support / query: dicts of [E, S, P, d] / [E, Q, P, d]; labels [E, S] -> logits [E, Q, N]
         distances = self.cardinality_distances(support, support_labels, query)  # [E, Q, N, W]

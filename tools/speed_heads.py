@@ -4,15 +4,18 @@ For every method's main config, at paper dimensions (ResNet-50: C = 2048, T = 8,
 heads that take maps) or synth's (C = 256, 4x4 maps), 5-way 1-shot and 5-shot with one query
 per class:
 
-- harness: the head's per-video part (``encode``) once per test video, then its episode part
-  (``compare``) over all episodes, batched: what ``fsarbench run`` does;
+- harness: the head's per-video part (``encode_for_test``) once per test video, then its
+  episode part (``compare``) over all episodes in the batches a run takes (the config's
+  ``episodes_per_batch`` within the gather budget): what ``fsarbench run`` does;
 - naive: the whole head inside every episode (``head`` on the episode's features), the way
   public FSAR codebases evaluate (they also run the backbone per episode, which this leaves out).
 
 Features are random (the head's cost does not depend on their values); the test split has
 ``--videos`` videos in ``--videos // 10`` classes. Each path runs until ``--episodes`` episodes
-or ``--max-seconds`` seconds, whichever comes first; episodes per second are measured over the
-episodes actually run, and the table says how many that was.
+or ``--max-seconds`` CPU-seconds, whichever comes first; episodes per CPU-second are measured
+over the episodes actually run, and the table says how many that was. For a head that states
+its compare's flops (``compare_flops``), ``x_roofline`` is its CPU time per episode over those
+flops at the rate of a 1024 x 1024 float32 matrix product measured in the same process.
 
     python tools/speed_heads.py                         # paper dims, every method, 1 and 5 shot
     python tools/speed_heads.py --dims synth --episodes 10000
@@ -76,33 +79,34 @@ def measure(method: str, dims: str, k_shot: int, args) -> dict:
         model.text_features = lambda labels: bank[[split.classes.index(c) for c in labels]]
     torch.set_num_threads(args.threads)
 
-    started = time.perf_counter()
+    started = time.process_time()
     encoded = encode_videos(model, episodes, stored)
-    encode_s = time.perf_counter() - started
+    encode_s = time.process_time() - started
     # the batch fsarbench run takes: the config's episodes_per_batch within the gather budget
     batch = args.batch or episodes_within(
         encoded, episodes, config.evaluation["episodes_per_batch"]
     )
-    started, harness_episodes = time.perf_counter(), 0
-    while harness_episodes < len(episodes) and time.perf_counter() - started < args.max_seconds:
+    started, harness_episodes = time.process_time(), 0
+    while harness_episodes < len(episodes) and time.process_time() - started < args.max_seconds:
         stop = min(harness_episodes + batch, len(episodes))
         episode_logits_from_encoded(model, episodes, encoded, harness_episodes, stop)
         harness_episodes = stop
-    compare_s = time.perf_counter() - started
+    compare_s = time.process_time() - started
 
     rows = stored.rows_for(episodes.video_ids)
-    started, naive_episodes = time.perf_counter(), 0
+    started, naive_episodes = time.process_time(), 0
     with torch.inference_mode():
-        while naive_episodes < len(episodes) and time.perf_counter() - started < args.max_seconds:
+        while naive_episodes < len(episodes) and time.process_time() - started < args.max_seconds:
             e = naive_episodes
             support = torch.from_numpy(stored.read(rows[episodes.support[e]]))
             query = torch.from_numpy(stored.read(rows[episodes.query[e]]))
             context = {k: v[0] for k, v in model.episode_context(episodes, e, e + 1).items()}
             model.head(support, torch.from_numpy(episodes.support_labels[e]), query, **context)
             naive_episodes += 1
-    naive_s = time.perf_counter() - started
+    naive_s = time.process_time() - started
 
     per_episode = compare_s / harness_episodes
+    flops = model.compare_flops(5, k_shot, 5, protocol["num_frames"])  # 5 queries: 1 a class
     harness_total = encode_s + per_episode * len(episodes)  # 10,000 episodes, encode included
     naive_total = naive_s / naive_episodes * len(episodes)
     return {
@@ -120,7 +124,23 @@ def measure(method: str, dims: str, k_shot: int, args) -> dict:
         "naive_episodes_per_s": round(naive_episodes / naive_s, 1),
         "naive_total_s": round(naive_total, 1),
         "speedup": round(naive_total / harness_total, 1),
+        "gflop_per_episode": round(flops / 1e9, 3) if flops else None,
+        # the roofline: the episode's flops at the matrix-multiply rate of this process
+        "x_roofline": round(per_episode / (flops / args.matmul_rate), 1) if flops else None,
     }
+
+
+def matmul_rate(threads: int, size: int = 1024, repeats: int = 20) -> float:
+    """float32 flops per CPU-second of a square matrix product at ``threads`` threads: what a
+    head's compare could reach at best on this CPU (heads are timed in CPU-seconds too)."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(3):
+        a @ b
+    started = time.process_time()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.process_time() - started)
 
 
 def main() -> None:
@@ -137,6 +157,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     shots = [int(s) for s in args.shots.split(",")]
+    args.matmul_rate = matmul_rate(args.threads)
     rows = []
     for method in resolve_methods(args.methods):
         for k_shot in shots:
@@ -156,7 +177,9 @@ def main() -> None:
     print()
     print(
         f"{args.episodes:,} test episodes, 5-way, 1 query per class, {args.dims} dims, "
-        f"{args.threads} threads; totals extrapolate from the episodes run"
+        f"{args.threads} threads; totals extrapolate from the episodes run; matrix-multiply "
+        f"rate {args.matmul_rate / 1e9:.1f} GFLOP/s (x_roofline: the head's time per episode "
+        "over its flops at that rate)"
     )
     print(table.to_markdown(index=False))
 
