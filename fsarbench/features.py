@@ -106,10 +106,10 @@ class StoredFeatures:
         process's resident memory (an SSv2-Full map store is 4.6 GB in float16)."""
         rows = np.asarray(rows, dtype=np.int64)
         array = self.features
-        if not isinstance(array, np.memmap) or array.filename is None or not len(rows):
+        if not _whole_file_map(array) or not len(rows):
             return np.asarray(array[rows], np.float32)
         out = np.empty((len(rows), *array.shape[1:]), array.dtype)  # [n, ...] stored dtype
-        row_bytes = out[0].nbytes if len(rows) else 0
+        row_bytes = out[0].nbytes
         breaks = np.flatnonzero(np.diff(rows) != 1) + 1  # where a run of consecutive rows ends
         fd = os.open(array.filename, os.O_RDONLY)
         try:
@@ -123,6 +123,16 @@ class StoredFeatures:
         finally:
             os.close(fd)
         return out.astype(np.float32, copy=False)
+
+
+def _whole_file_map(array: np.ndarray) -> bool:
+    """Whether ``array`` is a C-ordered memory map of a whole ``.npy`` file (as ``np.load``
+    returns it), so that row ``r`` starts at ``offset + r * row bytes`` of its file."""
+    if not isinstance(array, np.memmap) or array.filename is None:
+        return False
+    if not array.flags.c_contiguous:
+        return False
+    return os.path.getsize(array.filename) == array.offset + array.nbytes
 
 
 def _refuse_unreadable(key: FeatureKey, unreadable: tuple[str, str] | None, error: Exception):

@@ -144,3 +144,19 @@ def test_episode_batches_are_sized_by_the_encoded_bytes(monkeypatch):
     assert evaluation.episodes_within(evaluation.EncodedVideos(small), episodes, 500) == 260
     heavy = {"keys": torch.zeros(100, 84, 1152), "values": torch.zeros(100, 84, 1152)}
     assert evaluation.episodes_within(evaluation.EncodedVideos(heavy), episodes, 500) == 1
+
+
+def test_rows_read_from_a_stored_array_equal_its_rows(tmp_path):
+    """``StoredFeatures.read`` (``pread`` per run of consecutive rows on a whole ``.npy``
+    map, indexing otherwise) gives the stored rows, in the order asked, as float32."""
+    from fsarbench.features import StoredFeatures
+
+    array = np.random.default_rng(0).standard_normal((50, 3, 4)).astype(np.float16)
+    np.save(tmp_path / "features.npy", array)
+    mapped = np.load(tmp_path / "features.npy", mmap_mode="r")
+    rows = np.array([3, 4, 5, 10, 2, 2, 49, 0])
+    read = StoredFeatures(None, tuple(map(str, range(50))), mapped).read(rows)
+    assert read.dtype == np.float32 and np.array_equal(read, array[rows].astype(np.float32))
+    sliced = StoredFeatures(None, tuple(map(str, range(40))), mapped[10:])  # not the whole file
+    assert np.array_equal(sliced.read(np.array([0, 1, 5])), array[[10, 11, 15]].astype(np.float32))
+    assert StoredFeatures(None, (), mapped).read(np.array([], dtype=np.int64)).shape == (0, 3, 4)

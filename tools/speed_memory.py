@@ -2,7 +2,8 @@
 
 Builds (once, under ``--store-dir``) random float16 feature stores shaped like SSv2-Full's
 test split with ResNet-50: 2,857 videos, 8 frames, 2,048 channels, pooled ``[V, 8, 2048]``
-(94 MB) and, for heads that read maps, ``[V, 8, 2048, 7, 7]`` (4.6 GB). Then, for every
+(94 MB) and, for heads that read maps, ``[V, 8, 2048, 7, 7]`` (4.6 GB); CLIP-FSAR's with
+CLIP ViT-B/16's 512 channels. Then, for every
 method's main config at paper dimensions and each shot count, a fresh process runs the very
 path ``fsarbench run`` takes from stored features (``evaluate_from_features``: the head's
 ``encode_for_test`` once per video into preallocated rows, then ``compare`` over batches of
@@ -38,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 VIDEOS, CLASSES, FRAMES, CHANNELS, MAP_SIZE = 2857, 24, 8, 2048, 7
+CLIP_CHANNELS = 512  # CLIP ViT-B/16's projected features, for heads that embed class names
 
 
 def rss_gib() -> float:
@@ -48,8 +50,8 @@ def rss_gib() -> float:
     return float("nan")
 
 
-def store_path(store_dir: Path, kind: str) -> Path:
-    shape = (VIDEOS, FRAMES, CHANNELS) + ((MAP_SIZE, MAP_SIZE) if kind == "maps" else ())
+def store_path(store_dir: Path, kind: str, channels: int) -> Path:
+    shape = (VIDEOS, FRAMES, channels) + ((MAP_SIZE, MAP_SIZE) if kind == "maps" else ())
     path = store_dir / f"ssv2full-{kind}-{'x'.join(map(str, shape))}.npy"
     if path.exists():
         return path
@@ -89,6 +91,9 @@ def child(method: str, shots: int, store: Path, episodes: int, threads: int) -> 
     )
     episode_set = sample_episodes(split, EpisodeSpec(5, shots, 1, episodes, 0), config.protocol)
     stored = StoredFeatures(None, ids, np.load(store, mmap_mode="r"))
+    if model.needs_text:  # random unit class texts: the head's cost does not depend on them
+        bank = torch.nn.functional.normalize(torch.randn(CLASSES, model.channels), dim=-1)
+        model.text_features = lambda labels: bank[[split.classes.index(c) for c in labels]]
     model_rss = rss_gib()
 
     # what encode() returns for every video, from one chunk's shapes (the rows kept before)
@@ -145,7 +150,8 @@ def main() -> None:
     for method in resolve_methods(args.methods):
         config = compose_run_config(method, get_benchmark("ssv2-full"))
         kind = MODELS.get(config.method["type"]).feature_kind
-        store = store_path(args.store_dir, kind)
+        channels = CLIP_CHANNELS if MODELS.get(config.method["type"]).needs_text else CHANNELS
+        store = store_path(args.store_dir, kind, channels)
         for shots in (int(s) for s in args.shots.split(",")):
             command = [sys.executable, __file__, "--child", method, str(shots), str(store)]
             command += ["--episodes", str(args.episodes), "--threads", str(args.threads)]
