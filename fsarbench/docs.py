@@ -50,7 +50,7 @@ def wanted_sections(root: Path, results_dir: Path) -> dict[Path, str]:
             f"{root.resolve()} is not an fsarbench checkout (no README.md and configs/)",
             "run this from the repository root",
         )
-    from fsarbench.names import method_configs  # the method registry: only for --write-docs
+    from fsarbench.names import method_configs  # names and configs: only for --write-docs
 
     records = load_records(results_dir)
     folder_of = {name: path.parent.name for name, path in method_configs().items()}

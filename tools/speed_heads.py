@@ -43,8 +43,9 @@ DIMS = {"paper": "ssv2-full", "synth": "synth"}  # benchmark whose config gives 
 MAP_SIZE = {"paper": 7, "synth": 4}
 
 
-def fake_split(videos: int) -> SplitVideos:
-    classes = max(videos // 10, 5)
+def fake_split(videos: int, classes: int | None = None) -> SplitVideos:
+    """A test split of ``videos`` ids in ``classes`` classes (default: one per 10 videos)."""
+    classes = classes or max(videos // 10, 5)
     return SplitVideos(
         "speed",
         "test",
@@ -52,6 +53,16 @@ def fake_split(videos: int) -> SplitVideos:
         tuple(f"v{i:05d}" for i in range(videos)),
         tuple(i % classes for i in range(videos)),
     )
+
+
+def use_random_class_texts(model, split: SplitVideos) -> None:
+    """Random unit class texts for a head that embeds class names (CLIP-FSAR): its cost does
+    not depend on them, and the speed tools have no CLIP text tower."""
+    if model.needs_text:
+        bank = torch.nn.functional.normalize(
+            torch.randn(len(split.classes), model.channels), dim=-1
+        )
+        model.text_features = lambda labels: bank[[split.classes.index(c) for c in labels]]
 
 
 def random_features(model, videos: int, frames: int, size: int) -> StoredFeatures:
@@ -72,11 +83,7 @@ def measure(method: str, dims: str, k_shot: int, args) -> dict:
     spec = EpisodeSpec(5, k_shot, 1, args.episodes, 0)
     episodes = sample_episodes(split, spec, dict(protocol))
     stored = random_features(model, args.videos, protocol["num_frames"], MAP_SIZE[dims])
-    if model.needs_text:  # random unit class texts: the head's cost does not depend on them
-        bank = torch.nn.functional.normalize(
-            torch.randn(len(split.classes), model.channels), dim=-1
-        )
-        model.text_features = lambda labels: bank[[split.classes.index(c) for c in labels]]
+    use_random_class_texts(model, split)
     torch.set_num_threads(args.threads)
 
     started = time.process_time()

@@ -69,38 +69,30 @@ def store_path(store_dir: Path, kind: str, channels: int) -> Path:
 
 def child(method: str, shots: int, store: Path, episodes: int, threads: int) -> dict:
     import torch
+    from speed_heads import fake_split, use_random_class_texts  # beside this file
 
     from fsarbench.benchmarks.registry import get_benchmark
     from fsarbench.config import compose_run_config
-    from fsarbench.data.episodes import EpisodeSpec, SplitVideos, sample_episodes
+    from fsarbench.data.episodes import EpisodeSpec, sample_episodes
     from fsarbench.evaluation import evaluate_from_features
     from fsarbench.features import StoredFeatures
+    from fsarbench.methods.base import row_bytes
     from fsarbench.registry import MODELS
 
     torch.set_num_threads(threads)
     config = compose_run_config(method, get_benchmark("ssv2-full"), k_shot=shots)
     torch.manual_seed(0)
     model = MODELS.build(dict(**config.method, backbone=config.backbone)).eval()
-    ids = tuple(f"v{i:05d}" for i in range(VIDEOS))
-    split = SplitVideos(
-        "ssv2-full-sized",
-        "test",
-        tuple(f"class{c}" for c in range(CLASSES)),
-        ids,
-        tuple(i % CLASSES for i in range(VIDEOS)),
-    )
+    split = fake_split(VIDEOS, CLASSES)
     episode_set = sample_episodes(split, EpisodeSpec(5, shots, 1, episodes, 0), config.protocol)
-    stored = StoredFeatures(None, ids, np.load(store, mmap_mode="r"))
-    if model.needs_text:  # random unit class texts: the head's cost does not depend on them
-        bank = torch.nn.functional.normalize(torch.randn(CLASSES, model.channels), dim=-1)
-        model.text_features = lambda labels: bank[[split.classes.index(c) for c in labels]]
+    stored = StoredFeatures(None, split.video_ids, np.load(store, mmap_mode="r"))
+    use_random_class_texts(model, split)
     model_rss = rss_gib()
 
     # what encode() returns for every video, from one chunk's shapes (the rows kept before)
     with torch.inference_mode():
         sample = model.encode(torch.from_numpy(stored.read(np.arange(2))))
-    tensors = sample.values() if isinstance(sample, dict) else [sample]
-    encode_all = sum(t[0].numel() * t.element_size() for t in tensors) * VIDEOS
+    encode_all = row_bytes(sample) * VIDEOS
 
     started = time.process_time()
     scores = evaluate_from_features(

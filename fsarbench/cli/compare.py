@@ -31,7 +31,7 @@ def register(parser) -> None:
 
 
 def benchmark_names(spec: str | None) -> list[str] | None:
-    from fsarbench.names import resolve_benchmarks  # the method registry: when it runs
+    from fsarbench.names import resolve_benchmarks  # names and configs: when it runs
 
     return None if spec is None else [b.name for b in resolve_benchmarks(spec)]
 

@@ -22,7 +22,7 @@ def register(parser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fsarbench.names import resolve_methods  # the method registry: when it runs
+    from fsarbench.names import resolve_methods  # names and configs: when it runs
 
     (method,) = resolve_methods(args.method)[:1]
     config = compose_run_config(
