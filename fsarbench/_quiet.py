@@ -23,6 +23,12 @@ warnings.filterwarnings(
     "ignore", message=r"Setting MKL_NUM_THREADS environment variable", category=UserWarning
 )
 
+# MMEngine's Runner sets the start method of its data-loader workers to fork, and warns when
+# the process was itself started by spawn (the worker processes of `fsarbench run --jobs`).
+warnings.filterwarnings(
+    "ignore", message=r"Multi-processing start method `fork` is different", category=UserWarning
+)
+
 
 class _DropMessages(logging.Filter):
     """Drops MMEngine log records that start with one of the given texts."""

@@ -14,5 +14,8 @@ class FsarbenchError(Exception):
         self.problem = problem
         self.fix = fix
 
+    def __reduce__(self):  # a worker process's error reaches the parent whole, fix included
+        return (type(self), (self.problem, self.fix))
+
     def __str__(self) -> str:
         return self.problem if self.fix is None else f"{self.problem}\n  fix: {self.fix}"

@@ -81,7 +81,12 @@ class EncodedVideos:
 # (``rebuildable_rows``) are left out and rebuilt per batch of episodes from the stored
 # features. TA²N on SSv2-Full's 2,857 test videos: 11 GB of rows, 2.0 GB without its maps.
 KEPT_BUDGET_BYTES = 2 << 30
-GATHER_BUDGET_BYTES = 1 << 30  # rows gathered for one batch of episodes
+# The rows gathered for one batch of episodes. Small on purpose: a batch whose rows and
+# temporaries stay within the CPU's caches and below glibc's mmap threshold (at most 32 MiB)
+# reuses its memory, where batches of 1 GiB had every temporary mapped and faulted in afresh
+# (the default suite: 191 million page faults, 350 s of system time). Batch sizes change
+# logits at float32 rounding only (OTAM, TA²N, CLIP-FSAR: at most 2e-6).
+GATHER_BUDGET_BYTES = 16 << 20
 
 
 def encode_videos(
@@ -120,7 +125,8 @@ def _without(encoded: Encoded, names: tuple[str, ...]) -> Encoded:
 
 def episodes_within(encoded: EncodedVideos, episodes: EpisodeSet, most: int) -> int:
     """How many episodes one batch may hold so that their gathered rows stay within
-    ``GATHER_BUDGET_BYTES`` (TRX's tuple maps at paper dimensions are ~0.5 MB a video)."""
+    ``GATHER_BUDGET_BYTES`` (TRX's tuple maps at paper dimensions are ~0.5 MB a video: 3
+    episodes; ProtoNet's pooled rows 8 KB: 200)."""
     videos = episodes.support.shape[1] + episodes.query.shape[1]
     per_episode = encoded.bytes_per_video() * videos
     return max(1, min(most, GATHER_BUDGET_BYTES // max(1, per_episode)))

@@ -10,11 +10,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import multiprocessing
 import os
 import socket
 import time
 import traceback
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -537,13 +540,15 @@ def run_requests(
     on_outcome: Callable[[RunOutcome], None] | None = None,
     store: FeatureStore | None = None,
     stop_on_bad_input: bool = True,
+    jobs: int = 1,
 ) -> list[RunOutcome]:
-    """Run (or reuse) each request in turn. A run that raises leaves a failure record beside
-    where its record would be and the others go on (timm's benchmark keeps failed models as
-    rows the same way); ``report`` shows it, ``check`` fails on it, and a later successful
-    run replaces it. Bad input (``FsarbenchError``: weights that do not fit, say) stops the
-    suite with its message instead, since it would fail every run alike, unless
-    ``stop_on_bad_input`` is off (a Slurm job, whose failure record is its only message)."""
+    """Run (or reuse) each request in turn, or spread over ``jobs`` worker processes. A run
+    that raises leaves a failure record beside where its record would be and the others go
+    on (timm's benchmark keeps failed models as rows the same way); ``report`` shows it,
+    ``check`` fails on it, and a later successful run replaces it. Bad input
+    (``FsarbenchError``: weights that do not fit, say) stops the suite with its message
+    instead, since it would fail every run alike, unless ``stop_on_bad_input`` is off (a
+    Slurm job, whose failure record is its only message)."""
     store = store or FeatureStore()
     if options.launcher != "none":
         # The shared stages first, before the process group exists: whichever rank takes a
@@ -551,19 +556,89 @@ def run_requests(
         for request in requests:
             compute_stages(request, options, store)
         init_distributed(options.launcher, options.device)
+    if jobs > 1:
+        return _run_in_processes(requests, options, on_outcome, stop_on_bad_input, jobs)
     outcomes = []
     for request in requests:
-        run = resolve_run(request, options)
-        try:
-            outcome = execute_run(run, options, store)
-        except Exception as error:
-            if world_size() > 1 or (stop_on_bad_input and isinstance(error, FsarbenchError)):
-                raise  # a rank that fails ends the DDP job (torchrun stops the others)
-            outcome = RunOutcome(None, run.path, skipped=False, failure=record_failure(run, error))
+        outcome = _run_one(request, options, store, stop_on_bad_input)
         outcomes.append(outcome)
         if on_outcome is not None:
             on_outcome(outcome)
     return outcomes
+
+
+def _run_one(
+    request: RunRequest,
+    options: SuiteOptions,
+    store: FeatureStore | None = None,
+    stop_on_bad_input: bool = True,
+) -> RunOutcome:
+    run = resolve_run(request, options)
+    try:
+        return execute_run(run, options, store or FeatureStore())
+    except Exception as error:
+        if world_size() > 1 or (stop_on_bad_input and isinstance(error, FsarbenchError)):
+            raise  # a rank that fails ends the DDP job (torchrun stops the others)
+        return RunOutcome(None, run.path, skipped=False, failure=record_failure(run, error))
+
+
+def _start_worker(threads: int) -> None:
+    use_threads(threads)
+
+
+def _run_in_processes(
+    requests: list[RunRequest],
+    options: SuiteOptions,
+    on_outcome: Callable[[RunOutcome], None] | None,
+    stop_on_bad_input: bool,
+    jobs: int,
+) -> list[RunOutcome]:
+    """The runs spread over ``jobs`` worker processes of ``options.threads`` threads each.
+    A run computes the same bits in any process (its arithmetic depends on the thread count,
+    not on the process), and the stages runs share are computed once under their locks
+    while the other workers wait on them (``fsarbench.locks``), so the records equal a
+    serial suite's. Outcomes are reported as runs end and returned in request order."""
+    # spawn, not fork: this process has imported torch, whose thread pools a fork would copy
+    # half-initialised. Workers show no progress bars: several would interleave on one line.
+    context = multiprocessing.get_context("spawn")
+    worker_options = dataclasses.replace(options, progress=False)
+    outcomes: list[RunOutcome | None] = [None] * len(requests)
+    pool = ProcessPoolExecutor(
+        max_workers=min(jobs, len(requests)),
+        mp_context=context,
+        initializer=_start_worker,
+        initargs=(options.threads,),
+    )
+    try:
+        futures = {
+            pool.submit(_run_one, request, worker_options, None, stop_on_bad_input): index
+            for index, request in enumerate(requests)
+        }
+        for future in as_completed(futures):
+            try:
+                outcome = future.result()  # bad input raises here, as in a serial suite
+            except BrokenProcessPool:
+                raise FsarbenchError(
+                    "a worker process of the suite died (killed, or out of memory)",
+                    "run the same command again with --jobs 1 (the runs that ended are kept)",
+                ) from None
+            outcomes[futures[future]] = outcome
+            if on_outcome is not None:
+                on_outcome(outcome)
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)  # the running runs end, no new one starts
+        raise
+    pool.shutdown(wait=True)
+    return outcomes  # type: ignore[return-value]
+
+
+def default_jobs(device: str, threads: int, runs: int) -> int:
+    """Worker processes for a local suite: on CPU, one per ``threads`` of the CPUs this
+    process may use (two 1-thread runs on a 2-core machine take about half the time of one
+    after the other); on a GPU one, since runs would share it."""
+    if resolve_device(device).startswith("cuda"):
+        return 1
+    return max(1, min(runs, len(os.sched_getaffinity(0)) // threads))
 
 
 def record_failure(run: ResolvedRun, error: BaseException) -> RunFailure:

@@ -152,6 +152,24 @@ CASES = [
         "from 1 to",
     ),
     (
+        "zero jobs",
+        lambda t: [*RUN, "--jobs", "0", *results(t)],
+        "--jobs 0 is out of range",
+        "from 1 to",
+    ),
+    (
+        "jobs with a DDP launcher",
+        lambda t: [*RUN, *results(t), "--jobs", "2", "--launcher", "pytorch"],
+        "--launcher makes this process one rank",
+        "drop --jobs",
+    ),
+    (
+        "jobs with the Slurm executor",
+        lambda t: [*RUN, *results(t), "--jobs", "2", "--executor", "slurm"],
+        "--executor slurm runs each run as a job",
+        "drop --jobs",
+    ),
+    (
         "shots not a number",
         lambda t: [*RUN, "--shots", "one", *results(t)],
         "--shots",

@@ -68,18 +68,29 @@ def records(results: Path) -> dict[str, dict]:
 
 def test_four_processes_compute_each_stage_once_and_match_a_serial_run(tmp_path):
     serial_home, serial_results = tmp_path / "serial-home", tmp_path / "serial"
-    finish(start(serial_home, serial_results, "protonet,trx,otam"))
+    finish(start(serial_home, serial_results, "protonet,trx,otam", "--jobs", "1"))
     expected = records(serial_results)
 
     home, results = tmp_path / "home", tmp_path / "results"
-    processes = [start(home, results, suite) for suite in SUITES]
+    processes = [start(home, results, suite, "--jobs", "1") for suite in SUITES]
     outputs = [finish(process) for process in processes]
 
     computed = Counter(entry["kind"] for entry in journal(home))
     # one synth, one pretraining, its train/val/test stores, and each of the three runs once
     assert computed == {"data": 1, "pretrain": 1, "features": 3, "run": 3}, computed
     assert any("waiting for" in output for output in outputs)  # they did meet
-    got = records(results)
+    assert_same_records(records(results), expected)
+
+    # one suite whose runs are spread over worker processes (`--jobs`): the same again
+    jobs_home, jobs_results = tmp_path / "jobs-home", tmp_path / "jobs"
+    output = finish(start(jobs_home, jobs_results, "protonet,trx,otam", "--jobs", "3"))
+    assert "3 worker processes of 1 thread" in output
+    computed = Counter(entry["kind"] for entry in journal(jobs_home))
+    assert computed == {"data": 1, "pretrain": 1, "features": 3, "run": 3}, computed
+    assert_same_records(records(jobs_results), expected)
+
+
+def assert_same_records(got: dict[str, dict], expected: dict[str, dict]) -> None:
     assert sorted(got) == sorted(expected) == ["otam", "protonet", "trx"]
     for method, record in got.items():
         assert record["episode_accuracies"] == expected[method]["episode_accuracies"], method

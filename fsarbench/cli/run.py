@@ -46,6 +46,7 @@ COUNT_LIMITS = (
     ("seeds", 0, 2**32 - 1),  # numpy's seed range
     ("replicate", 0, 2**32 - 1),
     ("threads", 1, 1024),
+    ("jobs", 1, 1024),
 )
 
 
@@ -232,6 +233,15 @@ def register(parser) -> None:
         "on an idle many-core CPU, gives other, equally valid weights, and is recorded)",
     )
     parser.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="runs at once in worker processes of --threads threads each, the local executor "
+        "only; records are the same as one after the other (default: on CPU, the CPUs this "
+        "process may use over --threads; on a GPU, 1)",
+    )
+    parser.add_argument(
         "--synth",
         type=synth_settings,
         default=None,
@@ -324,7 +334,14 @@ def run(args: argparse.Namespace) -> int:
     from fsarbench.cli.report import default_reported, print_leaderboard
     from fsarbench.distributed import is_main_process
     from fsarbench.plan import build_plan, write_plan_file
-    from fsarbench.runs import SuiteOptions, check_inputs, check_tags, run_requests, suite_requests
+    from fsarbench.runs import (
+        SuiteOptions,
+        check_inputs,
+        check_tags,
+        default_jobs,
+        run_requests,
+        suite_requests,
+    )
 
     if "all" in [part.strip() for part in args.methods.split(",")]:
         methods, left_out = methods_for_backbone(methods, args.backbone)
@@ -367,6 +384,20 @@ def run(args: argparse.Namespace) -> int:
             "the ranks itself",
             "drop --launcher, and ask for GPUs per run with --gpus N",
         )
+    if (
+        args.jobs is not None
+        and args.jobs > 1
+        and (args.launcher != "none" or args.executor == "slurm")
+    ):
+        raise FsarbenchError(
+            f"--jobs {args.jobs} runs several runs at once here; "
+            + (
+                "--launcher makes this process one rank of a DDP run"
+                if args.launcher != "none"
+                else "--executor slurm runs each run as a job of its own"
+            ),
+            "drop --jobs",
+        )
     if args.dry_run or args.executor == "slurm":
         return plan_or_submit(args, methods, benchmarks, ways, shots, requests, options)
     check_inputs(methods, benchmarks, ways, shots, args.queries, options)
@@ -374,7 +405,15 @@ def run(args: argparse.Namespace) -> int:
     if is_main_process():  # `fsarbench status` follows a local suite from its plan file too
         write_plan_file(build_plan(requests, options), args.results_dir, "local")
     # the other ranks of a DDP run train; rank 0 tests, prints and writes
-    outcomes = run_requests(requests, options, print_outcome if is_main_process() else None)
+    jobs = args.jobs
+    if jobs is None:
+        jobs = 1 if args.launcher != "none" else default_jobs(args.device, args.threads, total)
+    jobs = min(jobs, total)  # no idle workers
+    if jobs > 1 and is_main_process():
+        stderr.print(f"{jobs} worker processes of {args.threads} thread{'s' * (args.threads > 1)}")
+    outcomes = run_requests(
+        requests, options, print_outcome if is_main_process() else None, jobs=jobs
+    )
     if not is_main_process():
         return 0
     print()
