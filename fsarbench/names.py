@@ -4,7 +4,10 @@ once per process."""
 
 from __future__ import annotations
 
+import ast
 import fnmatch
+import importlib.util
+from functools import cache
 from pathlib import Path
 
 from fsarbench.backbones import backbone_info
@@ -26,6 +29,78 @@ def registered_methods() -> dict[str, type]:
         for name, cls in sorted(MODELS.module_dict.items())
         if isinstance(cls, type) and issubclass(cls, FewShotRecognizer)
     }
+
+
+@cache
+def _method_class_definitions() -> dict[str, ast.ClassDef]:
+    """Class name -> its definition, for every class in fsarbench's method modules, parsed
+    from their source (finding the folder imports ``fsarbench``, not the methods)."""
+    spec = importlib.util.find_spec("fsarbench.methods")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    found: dict[str, ast.ClassDef] = {}
+    for path in sorted(folder.glob("*.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.ClassDef):
+                found.setdefault(node.name, node)
+    return found
+
+
+def _registered_name(definition: ast.ClassDef) -> str | None:
+    """The name ``@MODELS.register_module(name=...)`` gives the class (its own without one);
+    None when it is not registered."""
+    for decorator in definition.decorator_list:
+        if not (isinstance(decorator, ast.Call) and isinstance(decorator.func, ast.Attribute)):
+            continue
+        if decorator.func.attr != "register_module":
+            continue
+        for keyword in decorator.keywords:
+            if keyword.arg == "name" and isinstance(keyword.value, ast.Constant):
+                return keyword.value.value
+        return definition.name
+    return None
+
+
+def _class_attribute(class_name: str, attribute: str):
+    """A class attribute's literal value as written in the class or, else, its bases."""
+    definition = _method_class_definitions().get(class_name)
+    if definition is None:
+        raise LookupError(class_name)
+    for statement in definition.body:
+        if isinstance(statement, ast.Assign):
+            targets = statement.targets
+        elif isinstance(statement, ast.AnnAssign) and statement.value is not None:
+            targets = [statement.target]
+        else:
+            continue
+        if any(isinstance(t, ast.Name) and t.id == attribute for t in targets):
+            return ast.literal_eval(statement.value)
+    for base in definition.bases:
+        if isinstance(base, ast.Name) and base.id in _method_class_definitions():
+            try:
+                return _class_attribute(base.id, attribute)
+            except LookupError:
+                continue
+    raise LookupError(f"{class_name}.{attribute}")
+
+
+def method_class_attributes(type_name: str, attributes: tuple[str, ...]) -> dict | None:
+    """Literal class attributes (``feature_kind``, ``paper``) of fsarbench's method class
+    ``type_name``, read from its source without importing it, which would import torch:
+    `fsarbench ls methods` in half a second instead of four. None when the class is not
+    defined under that name in fsarbench's methods (a method registered by another package)
+    or a value is not a literal: the caller then imports the registry. A test compares the
+    values with the registered classes'."""
+    classes = [
+        name
+        for name, definition in _method_class_definitions().items()
+        if _registered_name(definition) == type_name
+    ]
+    if len(classes) != 1:
+        return None
+    try:
+        return {name: _class_attribute(classes[0], name) for name in attributes}
+    except (LookupError, ValueError, SyntaxError):
+        return None
 
 
 def method_configs() -> dict[str, Path]:

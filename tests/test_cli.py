@@ -9,6 +9,7 @@ import pytest
 
 from conftest import TINY_SYNTH, split_source
 from fsarbench.cli import COMMANDS, main
+from fsarbench.names import method_class_attributes, registered_methods
 
 
 def run_cli(capsys, *argv):
@@ -154,6 +155,7 @@ def test_config_prints_the_merged_config(capsys):
         ["--help"],
         *([command, "--help"] for command in COMMANDS),
         ["ls", "benchmarks"],
+        ["ls", "methods"],  # the classes' facts read from their source
         # errors the names and numbers alone show are refused before torch is imported
         ["run", "--methods", "nope"],
         ["run", "--datasets", "nope"],
@@ -163,7 +165,8 @@ def test_config_prints_the_merged_config(capsys):
     ids=lambda argv: " ".join(argv) or "no command",
 )
 def test_help_and_light_commands_start_without_torch(argv):
-    """`fsarbench --help`, every command's --help, `ls benchmarks` and errors that need no
+    """`fsarbench --help`, every command's --help, `ls benchmarks`, `ls methods` and errors
+    that need no
     model import neither torch nor MMAction2 nor SciPy: each command's module loads when that
     command is named, and what a parser needs is light (start-up: tools/speed_startup.py)."""
     code = (
@@ -177,3 +180,18 @@ def test_help_and_light_commands_start_without_torch(argv):
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
     ).stdout
     assert "HEAVY [] " in out, out[-500:]
+
+
+@pytest.mark.parametrize("name", sorted(registered_methods()))
+def test_ls_methods_reads_each_class_facts_from_source_as_the_class_has_them(name):
+    """`ls methods` reads ``feature_kind`` and ``paper`` from the method modules' source, not
+    from the imported classes (torch): what it reads is what the registered class holds."""
+    cls = registered_methods()[name]
+    read = method_class_attributes(name, ("feature_kind", "paper"))
+    assert read == {"feature_kind": cls.feature_kind, "paper": cls.paper}
+
+
+def test_ls_methods_imports_the_class_of_a_method_defined_elsewhere():
+    """A type no fsarbench method module defines (a method another package registers) gives
+    None, and `ls methods` then asks the registry."""
+    assert method_class_attributes("no_such_method", ("feature_kind",)) is None

@@ -79,8 +79,7 @@ def run_benchmarks(args: argparse.Namespace) -> int:
 
 def run_methods(args: argparse.Namespace) -> int:
     from fsarbench.config import load_method_file
-    from fsarbench.names import method_configs
-    from fsarbench.registry import MODELS
+    from fsarbench.names import method_class_attributes, method_configs
 
     table = Table(title="fsarbench methods (`--methods all` runs the main configs)")
     for column in ("config", "method", "options", "features", "recipes", "paper"):
@@ -88,7 +87,12 @@ def run_methods(args: argparse.Namespace) -> int:
     for name, path in method_configs().items():
         config = load_method_file(name)
         options = config["method"]
-        cls = MODELS.get(options["type"])
+        facts = method_class_attributes(options["type"], ("feature_kind", "paper"))
+        if facts is None:  # a method another package registers: its class, imported
+            from fsarbench.registry import MODELS
+
+            cls = MODELS.get(options["type"])
+            facts = {"feature_kind": cls.feature_kind, "paper": cls.paper}
         details = ", ".join(f"{k}={v}" for k, v in options.items() if k != "type")
         recipes = ", ".join(f"{k}: {v}" for k, v in config.get("schedules", {}).items())
         main = "" if name == path.parent.name else " (variant)"
@@ -96,9 +100,9 @@ def run_methods(args: argparse.Namespace) -> int:
             name + main,
             options["type"],
             details,
-            cls.feature_kind,
+            facts["feature_kind"],
             recipes or "the benchmark's",
-            cls.paper,
+            facts["paper"],
         )
     Console(width=max(Console().width, 120)).print(table)
     return 0
