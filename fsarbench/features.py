@@ -16,23 +16,25 @@ file and its progress are only touched by that process.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from rich.progress import track
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from fsarbench.config import canonical_json
 from fsarbench.console import stderr
 from fsarbench.errors import FsarbenchError
 from fsarbench.fileio import atomic_write_text
-from fsarbench.locks import compute_once
+from fsarbench.locks import compute_once, is_held
 from fsarbench.paths import cache_dir
 from fsarbench.runtime import embed_batch_videos
 from fsarbench.workers import end_with_parent
@@ -166,13 +168,20 @@ def collate_clips(items: list[dict]):
     return clips, [item["data_samples"].metainfo["video_id"] for item in items]
 
 
-def iter_embeddings(model, loader, description: str = "embedding", progress: bool = False):
-    """Yields ``(video ids, features [B, T, ...] as float32 numpy, frames embedded)`` for each
-    batch of a loader built with :func:`collate_clips`."""
+def iter_embeddings(
+    model, loader, description: str = "embedding", progress: bool = False, pooled: bool = False
+):
+    """Yields ``(video ids, features [B, T, ...] as float32 numpy, frames embedded, pooled)``
+    for each batch of a loader built with :func:`collate_clips`; ``pooled`` (asked for with
+    maps): the backbone's pooled features of the same forward as float32 numpy
+    ``[B, T, C]`` (``pool_maps``), else None."""
     for clips, ids in track(loader, description=description, console=stderr, disable=not progress):
         with torch.inference_mode():
             batch = model.embed(clips)  # [B, T, C] or [B, T, C, h, w]
-        yield ids, batch.float().cpu().numpy(), clips.shape[0] * clips.shape[1]
+            batch_pooled = model.backbone.pool_maps(batch) if pooled else None  # [B, T, C]
+        if batch_pooled is not None:
+            batch_pooled = batch_pooled.float().cpu().numpy()
+        yield ids, batch.float().cpu().numpy(), clips.shape[0] * clips.shape[1], batch_pooled
 
 
 def embed_in_memory(model, loader) -> StoredFeatures:
@@ -180,7 +189,7 @@ def embed_in_memory(model, loader) -> StoredFeatures:
     where the weights change between calls and storing would only fill the disk)."""
     model.eval()
     ids, batches, frames = [], [], 0
-    for batch_ids, batch, batch_frames in iter_embeddings(model, loader):
+    for batch_ids, batch, batch_frames, _ in iter_embeddings(model, loader):
         ids.extend(batch_ids)
         batches.append(batch)
         frames += batch_frames
@@ -195,6 +204,10 @@ class FeatureStore:
 
     def folder(self, key: FeatureKey) -> Path:
         return self.root / key.benchmark / key.split / key.folder_name
+
+    def is_embedding(self, key: FeatureKey) -> bool:
+        """Whether some process holds ``key``'s lock now (embedding or writing it)."""
+        return is_held(self.folder(key) / "embed.lock")
 
     def load(self, key: FeatureKey) -> StoredFeatures | None:
         """The stored features of ``key``, verified against their index (format, shape,
@@ -229,19 +242,53 @@ class FeatureStore:
         self,
         key: FeatureKey,
         model,
-        dataset,
+        make_dataset: Callable[[], Dataset],
         batch_videos: int = 16,
         num_workers: int = 0,
         progress: bool = True,
     ) -> StoredFeatures:
+        """The stored features of ``key``, embedded first when absent. ``make_dataset`` builds
+        the split's clip dataset, called only when something must be decoded. An embedding of
+        maps also writes the pooled store of the same key when the backbone pools its maps
+        (``pool_maps``) and that store is absent: one forward pass for both kinds."""
         folder = self.folder(key)
         return compute_once(
             folder / "embed.lock",
             f"embedding {key.benchmark} {key.split} ({key.folder_name})",
             lambda: self.load(key),
-            lambda: self._embed(key, model, dataset, batch_videos, num_workers, progress),
+            lambda: self._embed(key, model, make_dataset(), batch_videos, num_workers, progress),
             kind="features",
         )
+
+    def write(self, key: FeatureKey, video_ids: list[str], features: np.ndarray) -> None:
+        """Store ``features [V, ...]`` (already in ``key.dtype``) under ``key`` whole, unless
+        another process stored it first: written to a partial file, then renamed, then
+        indexed, so a reader sees all of it or nothing."""
+        folder = self.folder(key)
+
+        def store() -> None:
+            folder.mkdir(parents=True, exist_ok=True)
+            partial = folder / "features.partial.npy"
+            np.save(partial, features)
+            self._publish(key, partial, video_ids)
+
+        compute_once(
+            folder / "embed.lock",
+            f"storing {key.benchmark} {key.split} ({key.folder_name})",
+            lambda: self.load(key),
+            store,
+            kind="features",
+        )
+
+    def _publish(self, key: FeatureKey, partial: Path, video_ids: list[str]) -> None:
+        """Rename a complete partial array into place and write its index (last: a store
+        without an index does not exist)."""
+        folder = self.folder(key)
+        os.replace(partial, folder / "features.npy")
+        shape = list(np.load(folder / "features.npy", mmap_mode="r").shape)
+        index = {"key": key.__dict__, "shape": shape, "video_ids": video_ids}
+        index["bytes"] = (folder / "features.npy").stat().st_size
+        atomic_write_text(folder / "index.json", json.dumps(index))
 
     def _embed(self, key, model, dataset, batch_videos, num_workers, progress) -> StoredFeatures:
         folder = self.folder(key)
@@ -259,6 +306,7 @@ class FeatureStore:
                 lambda: model.embed(first), batch_videos, model.backbone.mean.device
             )
             probe = model.embed(first)  # [1, T, ...]
+            pools_maps = model.backbone.pool_maps(probe) is not None
         shape = (len(dataset), *probe.shape[1:])
         done = 0
         if partial.is_file() and state_file.is_file():
@@ -271,6 +319,13 @@ class FeatureStore:
             features = np.lib.format.open_memmap(
                 partial, mode="w+", dtype=DTYPES[key.dtype], shape=shape
             )
+        # the pooled rows of the same pass, kept in memory (C per frame: small beside maps);
+        # not after a resume, whose earlier rows were not kept
+        pooled_key = dataclasses.replace(key, kind="pooled")
+        with_pooled = (
+            key.kind == "maps" and done == 0 and pools_maps and self.load(pooled_key) is None
+        )
+        pooled_batches = []
         loader = DataLoader(
             Subset(dataset, range(done, len(dataset))),
             batch_size=batch_videos,
@@ -280,10 +335,13 @@ class FeatureStore:
         )
         frame_forwards, started = 0, time.perf_counter()
         description = f"embedding {key.benchmark} {key.split} ({len(dataset) - done} videos)"
+        batches = iter_embeddings(model, loader, description, progress, pooled=with_pooled)
         try:
-            for ids, batch, frames in iter_embeddings(model, loader, description, progress):
+            for ids, batch, frames, pooled in batches:
                 assert ids == video_ids[done : done + len(ids)]
                 features[done : done + len(ids)] = batch.astype(features.dtype)
+                if with_pooled:
+                    pooled_batches.append(pooled.astype(features.dtype))
                 frame_forwards += frames
                 done += len(ids)
                 features.flush()
@@ -302,11 +360,10 @@ class FeatureStore:
                 state_file.unlink(missing_ok=True)
             _refuse_unreadable(key, unreadable, error)
         del features
-        os.replace(partial, folder / "features.npy")
-        index = {"key": key.__dict__, "shape": list(shape), "video_ids": video_ids}
-        index["bytes"] = (folder / "features.npy").stat().st_size
-        atomic_write_text(folder / "index.json", json.dumps(index))
+        self._publish(key, partial, video_ids)
         state_file.unlink(missing_ok=True)
+        if with_pooled:
+            self.write(pooled_key, video_ids, np.concatenate(pooled_batches))
         stored = self.load(key)
         stored.frame_forwards = frame_forwards
         stored.seconds = time.perf_counter() - started

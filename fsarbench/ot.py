@@ -9,7 +9,8 @@ solves them exactly and fast enough not to dominate the test:
   ``ot.emd``) over a batch, skipping ``ot.emd``'s per-call Python checks, which cost more than
   the solve itself on problems this small (``ot.emd`` about 19k problems/s, the bare solver
   about 50k/s at 18 x 18 on one core). The solver releases the GIL, so a thread pool over
-  chunks of the batch scales with cores. The plan is exact; the dual potentials are centred the
+  chunks of the batch scales with cores; by default it has torch's thread count
+  (``--threads``), the process's CPU budget. The plan is exact; the dual potentials are centred the
   way ``ot.emd(..., log=True)`` centres them, so the two agree (``tests/test_a2m2.py``).
   ``ot.batch.solve_batch(reg=None)`` is not used: its values are wrong in POT 0.9.7.post1
   (PythonOT/POT#842).
@@ -55,12 +56,15 @@ class EMDSolution:
 
 
 def default_threads() -> int:
-    """The cores this process may use (at most 16)."""
+    """torch's intra-op thread count (``--threads``; at most the cores this process may use,
+    and 16): the CPU budget of this process, so that a suite of several worker processes
+    does not run more solver threads than there are cores (each solves its own problems, so
+    the values do not depend on the count)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
-    return max(1, min(cores, 16))
+    return max(1, min(torch.get_num_threads(), cores, 16))
 
 
 @lru_cache(maxsize=4)

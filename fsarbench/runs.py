@@ -343,8 +343,8 @@ def compute_stages(
     pretrain_stage(model, config, data, request.seed, weights_given=options.weights is not None)
     mode = config.schedule["mode"]
     if mode == "frozen":
-        frozen_features(model, config, data, store, options.progress)
-    if mode in ("frozen", "none") and options.feature_cache:  # tested with those weights
+        frozen_features(model, config, data, store, options.progress, options.feature_cache)
+    elif mode == "none" and options.feature_cache:  # tested with those weights
         evaluation = config.evaluation
         data.features(
             store, model, "test", evaluation["feature_dtype"], evaluation, options.progress
@@ -442,6 +442,7 @@ def _compute_run(
         store,
         weights_given=options.weights is not None,
         progress=options.progress,
+        test_features=options.feature_cache,
     )
     if not is_main_process():  # another rank of a DDP training: rank 0 tests and records
         return RunOutcome(None, run.path, skipped=False)
@@ -582,10 +583,6 @@ def _run_one(
         return RunOutcome(None, run.path, skipped=False, failure=record_failure(run, error))
 
 
-def _start_worker(threads: int) -> None:
-    use_threads(threads)
-
-
 def _run_in_processes(
     requests: list[RunRequest],
     options: SuiteOptions,
@@ -604,9 +601,9 @@ def _run_in_processes(
     worker_options = dataclasses.replace(options, progress=False)
     outcomes: list[RunOutcome | None] = [None] * len(requests)
     pool = ProcessPoolExecutor(
-        max_workers=min(jobs, len(requests)),
+        max_workers=jobs,
         mp_context=context,
-        initializer=_start_worker,
+        initializer=use_threads,
         initargs=(options.threads,),
     )
     try:
@@ -632,14 +629,14 @@ def _run_in_processes(
     return outcomes  # type: ignore[return-value]
 
 
-def default_jobs(device: str, threads: int, runs: int) -> int:
+def default_jobs(device: str, threads: int) -> int:
     """Worker processes for a local suite: on CPU, one per ``threads`` of the CPUs this
     process may use (the default suite on two cores: 37.0 -> 25.7 minutes, measured with
     the smaller episode batches of the same change); on a GPU one, since runs would share
     it."""
     if resolve_device(device).startswith("cuda"):
         return 1
-    return max(1, min(runs, len(os.sched_getaffinity(0)) // threads))
+    return max(1, len(os.sched_getaffinity(0)) // threads)
 
 
 def record_failure(run: ResolvedRun, error: BaseException) -> RunFailure:

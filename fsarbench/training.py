@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -633,18 +634,23 @@ def _unique_name(work_dir: Path) -> str:
 
 
 def pretrain_backbone(
-    recognizer, clips, recipe: dict, seed: int, work_dir: Path, num_workers: int = 2
+    recognizer,
+    make_clips: Callable[[], Dataset],
+    recipe: dict,
+    seed: int,
+    work_dir: Path,
+    num_workers: int = 2,
 ) -> TrainingResult:
     """Stage 1: classification over the train split's classes; the last weights are kept.
 
-    ``clips`` is the train split with the train pipeline. Returns the backbone's state dict
-    file; a finished stage is not trained again.
+    ``make_clips`` builds the train split with the train pipeline (only when the stage is
+    trained). Returns the backbone's state dict file; a finished stage is not trained again.
     """
     return compute_once(
         work_dir.with_name(f".{work_dir.name}.lock"),
         f"pretraining {work_dir.parent.name} ({work_dir.name})",
         lambda: read_done(work_dir),
-        lambda: _pretrain(recognizer, clips, recipe, seed, work_dir, num_workers),
+        lambda: _pretrain(recognizer, make_clips(), recipe, seed, work_dir, num_workers),
         kind="pretrain",
     )
 
@@ -814,7 +820,7 @@ def pretrain_stage(model, config, data: BenchmarkData, seed: int, weights_given:
         model.backbone.load_state_dict(initial_backbone(config, stage_seed).state_dict())
     result = pretrain_backbone(
         model,
-        data.clips("train", train=True),
+        lambda: data.clips("train", train=True),
         config.schedule["pretrain"],
         stage_seed,
         pretrain_dir(
@@ -829,13 +835,16 @@ def pretrain_stage(model, config, data: BenchmarkData, seed: int, weights_given:
     model.backbone.load_state_dict(torch.load(result.checkpoint, weights_only=True))
 
 
-def frozen_features(model, config, data: BenchmarkData, store: FeatureStore, progress: bool):
-    """The stored train and val features a head trained on a frozen backbone reads."""
+def frozen_features(
+    model, config, data: BenchmarkData, store: FeatureStore, progress: bool, test: bool = False
+):
+    """The stored train and val features a head trained on a frozen backbone reads; with
+    ``test``, the test split's store is made too (read again when the run tests), so that
+    several processes share out all three splits' embedding."""
     dtype, evaluation = config.evaluation["feature_dtype"], config.evaluation
-    return dict(
-        train_features=data.features(store, model, "train", dtype, evaluation, progress),
-        val_features=data.features(store, model, "val", dtype, evaluation, progress),
-    )
+    splits = ("train", "val", "test") if test else ("train", "val")
+    stored = data.features_of_splits(store, model, splits, dtype, evaluation, progress)
+    return dict(train_features=stored["train"], val_features=stored["val"])
 
 
 def train_model(
@@ -847,11 +856,13 @@ def train_model(
     store: FeatureStore,
     weights_given: bool = False,
     progress: bool = True,
+    test_features: bool = False,
 ) -> TrainingResult | None:
     """The schedule's stages (pretraining, then episodic training with selection on val);
     leaves the selected weights in ``model``. Finished stages are read back, not redone.
     ``weights_given``: the backbone was loaded from ``--weights`` (the pretraining then starts
-    from them, whatever its seed)."""
+    from them, whatever its seed). ``test_features``: a frozen training also makes the test
+    split's feature store (``frozen_features``)."""
     schedule, protocol, evaluation = config.schedule, config.protocol, config.evaluation
     pretrain_stage(model, config, data, seed, weights_given)
     if schedule["mode"] == "none":
@@ -887,7 +898,7 @@ def train_model(
         sources = dict(
             val_loader=None,
             train_video_ids=data.videos("train").video_ids,
-            **frozen_features(model, config, data, store, progress),
+            **frozen_features(model, config, data, store, progress, test_features),
         )
     else:  # finetune: clips with the train pipeline; val embedded with the current weights
         sources = dict(

@@ -57,6 +57,13 @@ class ClipBackbone(nn.Module):
     def forward(self, pixels: torch.Tensor, kind: str = "pooled") -> torch.Tensor:
         raise NotImplementedError
 
+    def pool_maps(self, maps: torch.Tensor) -> torch.Tensor | None:
+        """The pooled features computed from this backbone's maps ``[B, T, C, h, w]``, bit for
+        bit what ``forward(..., "pooled")`` returns, or None where pooled features are not a
+        function of the maps (CLIP's projected class token). The feature store uses it to
+        write both kinds from one embedding pass."""
+        return None
+
 
 @MODELS.register_module()
 class FrameResNet(ClipBackbone):
@@ -96,7 +103,10 @@ class FrameResNet(ClipBackbone):
         """``[B, T, 3, H, W]`` -> ``[B, T, C]`` (spatial mean) or maps ``[B, T, C, h, w]``."""
         self.check_kind(kind)
         maps = self.resnet(pixels.flatten(0, 1)).unflatten(0, pixels.shape[:2])  # [B,T,C,h,w]
-        return maps.mean(dim=(-2, -1)) if kind == "pooled" else maps
+        return self.pool_maps(maps) if kind == "pooled" else maps
+
+    def pool_maps(self, maps: torch.Tensor) -> torch.Tensor:
+        return maps.mean(dim=(-2, -1))  # [B, T, C]: the spatial mean
 
     @staticmethod
     def adapt_state_dict(state: dict) -> tuple[dict, list[str]]:

@@ -56,7 +56,7 @@ def one_job_in_process(monkeypatch) -> None:
     """``fsarbench run`` called in this process runs its runs here, one after another, so the
     tests' monkeypatches reach them (worker processes would not see them). The tests that
     start `fsarbench` as a subprocess get the default (a worker per core) or say --jobs."""
-    monkeypatch.setattr("fsarbench.runs.default_jobs", lambda device, threads, runs: 1)
+    monkeypatch.setattr("fsarbench.runs.default_jobs", lambda device, threads: 1)
 
 
 @pytest.fixture

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import ot
 import pytest
@@ -10,7 +12,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from fsarbench.methods.a2m2 import count_candidates, isqrt_newton_schulz
-from fsarbench.ot import emd, emd_batch, sinkhorn
+from fsarbench.ot import default_threads, emd, emd_batch, sinkhorn
 from fsarbench.registry import MODELS
 
 TINY_BACKBONE = dict(type="FrameResNet", depth=18, num_stages=1)  # C = 64
@@ -378,3 +380,11 @@ def test_unknown_options_are_named():
     ):
         with pytest.raises(ValueError, match="unknown A²M²-Net"):
             a2m2(**kw)
+
+
+def test_solver_threads_follow_torch_threads(monkeypatch):
+    # a suite's worker processes each run --threads threads: the EMD pool must not add more
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert default_threads() == 1
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 64)
+    assert default_threads() == min(16, len(os.sched_getaffinity(0)))

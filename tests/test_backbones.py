@@ -42,6 +42,21 @@ def test_every_backbone_keeps_the_output_contract(kind, standin_weights):
     assert torch.isfinite(pooled).all() and torch.isfinite(maps).all()
 
 
+@pytest.mark.parametrize("kind", ["resnet", "clip", "videomae"])
+def test_pooled_from_maps_is_bit_for_bit_the_pooled_forward(kind, standin_weights):
+    # the feature store writes a pooled store from a maps pass with pool_maps: it must be
+    # the same bits as a pooled pass, or None where pooled is not a function of the maps
+    backbone = MODELS.build(tiny_backbones(standin_weights)[kind]).eval()
+    pixels = torch.randn(2, 8, 3, 56, 56)  # [B, T, 3, H, W]
+    with torch.inference_mode():
+        from_maps = backbone.pool_maps(backbone(pixels, "maps"))
+        pooled = backbone(pixels, "pooled")
+    if kind == "resnet":
+        assert torch.equal(from_maps, pooled)
+    else:  # CLIP pools by its projected class token; VideoMAE's is left to its own pass
+        assert from_maps is None
+
+
 def test_clip_pooled_is_the_projection_and_maps_are_the_normalised_patch_tokens(
     standin_weights,
 ):

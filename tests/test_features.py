@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -65,7 +66,11 @@ def _key(setting, dtype="float32"):
 @pytest.mark.parametrize("dtype, tolerance", [("float32", 1e-4), ("float16", 2e-2)])
 def test_store_and_per_episode_paths_give_the_same_logits(setting, dtype, tolerance):
     stored = setting["store"].get_or_embed(
-        _key(setting, dtype), setting["model"], setting["dataset"], batch_videos=7, progress=False
+        _key(setting, dtype),
+        setting["model"],
+        lambda: setting["dataset"],
+        batch_videos=7,
+        progress=False,
     )
     episodes = setting["episodes"]
     cached = episode_logits_from_features(setting["model"], episodes, stored, 0, len(episodes))
@@ -84,9 +89,9 @@ def test_store_and_per_episode_paths_give_the_same_logits(setting, dtype, tolera
 
 def test_each_video_is_embedded_once_and_then_reused(setting):
     store, key = setting["store"], _key(setting)
-    first = store.get_or_embed(key, setting["model"], setting["dataset"], progress=False)
+    first = store.get_or_embed(key, setting["model"], lambda: setting["dataset"], progress=False)
     assert first.frame_forwards == len(setting["dataset"]) * 8
-    again = store.get_or_embed(key, setting["model"], setting["dataset"], progress=False)
+    again = store.get_or_embed(key, setting["model"], lambda: setting["dataset"], progress=False)
     assert again.frame_forwards == 0
     assert np.array_equal(np.asarray(first.features), np.asarray(again.features))
     assert first.features.dtype == np.float32 and first.features.shape[1:] == (8, 128)
@@ -108,7 +113,7 @@ def test_changed_weights_or_pipeline_never_read_stale_features(setting):
 def test_interrupted_embedding_resumes(setting, monkeypatch):
     store, key, dataset = setting["store"], _key(setting), setting["dataset"]
     reference = FeatureStore(store.root / "reference").get_or_embed(
-        key, setting["model"], dataset, batch_videos=10, progress=False
+        key, setting["model"], lambda: dataset, batch_videos=10, progress=False
     )
 
     calls = {"n": 0}
@@ -122,13 +127,15 @@ def test_interrupted_embedding_resumes(setting, monkeypatch):
 
     monkeypatch.setattr(type(setting["model"]), "embed", flaky)
     with pytest.raises(KeyboardInterrupt):
-        store.get_or_embed(key, setting["model"], dataset, batch_videos=10, progress=False)
+        store.get_or_embed(key, setting["model"], lambda: dataset, batch_videos=10, progress=False)
     progress = json.loads((store.folder(key) / "progress.json").read_text())
     assert progress["rows_done"] == 20
     assert store.load(key) is None  # nothing half-written is ever read as complete
 
     monkeypatch.setattr(type(setting["model"]), "embed", original)
-    resumed = store.get_or_embed(key, setting["model"], dataset, batch_videos=10, progress=False)
+    resumed = store.get_or_embed(
+        key, setting["model"], lambda: dataset, batch_videos=10, progress=False
+    )
     assert resumed.frame_forwards == (len(dataset) - 20) * 8
     assert np.array_equal(np.asarray(resumed.features), np.asarray(reference.features))
 
@@ -160,3 +167,41 @@ def test_rows_read_from_a_stored_array_equal_its_rows(tmp_path):
     sliced = StoredFeatures(None, tuple(map(str, range(40))), mapped[10:])  # not the whole file
     assert np.array_equal(sliced.read(np.array([0, 1, 5])), array[[10, 11, 15]].astype(np.float32))
     assert StoredFeatures(None, (), mapped).read(np.array([], dtype=np.int64)).shape == (0, 3, 4)
+
+
+def test_a_maps_pass_writes_the_pooled_store_too_and_decodes_nothing_when_stored(setting):
+    store, model, dataset = setting["store"], setting["model"], setting["dataset"]
+    built = []
+
+    def make_dataset():
+        built.append(1)
+        return dataset
+
+    maps_key = dataclasses.replace(_key(setting), kind="maps")
+    model.feature_kind = "maps"
+    maps = store.get_or_embed(maps_key, model, make_dataset, progress=False)
+    assert maps.frame_forwards == len(dataset) * 8 and len(built) == 1
+    companion = store.load(_key(setting))  # the pooled store of the same weights and pipeline
+    assert companion is not None and companion.video_ids == maps.video_ids
+
+    model.feature_kind = "pooled"
+    reference = FeatureStore(store.root / "reference").get_or_embed(
+        _key(setting), model, lambda: dataset, progress=False
+    )
+    assert np.array_equal(np.asarray(companion.features), np.asarray(reference.features))
+    again = store.get_or_embed(_key(setting), model, make_dataset, progress=False)
+    assert again.frame_forwards == 0 and len(built) == 1  # read back: no dataset built
+
+
+def test_a_maps_pass_leaves_an_existing_pooled_store_alone(setting):
+    store, model, dataset = setting["store"], setting["model"], setting["dataset"]
+    pooled = store.get_or_embed(_key(setting), model, lambda: dataset, progress=False)
+    written = (store.folder(_key(setting)) / "index.json").stat().st_mtime_ns
+    model.feature_kind = "maps"
+    store.get_or_embed(
+        dataclasses.replace(_key(setting), kind="maps"), model, lambda: dataset, progress=False
+    )
+    assert (store.folder(_key(setting)) / "index.json").stat().st_mtime_ns == written
+    assert np.array_equal(
+        np.asarray(store.load(_key(setting)).features), np.asarray(pooled.features)
+    )

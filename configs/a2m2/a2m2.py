@@ -20,7 +20,7 @@ method = dict(
     solver="exact_lp",  # exact_lp (POT network simplex, envelope gradients) | sinkhorn
     sinkhorn_epsilon=0.05,
     sinkhorn_iterations=100,
-    solver_threads=None,  # None: every core this process may use (at most 16)
+    solver_threads=None,  # None: torch's thread count (--threads), at most the cores and 16
     kshot="union",  # union (all K*m support candidates) | mean (candidates averaged over shots)
     temperature=12.5,  # logits = temperature * (1 - EMD)
     learn_temperature=False,

@@ -228,7 +228,8 @@ def register(parser) -> None:
         type=int,
         default=DEFAULT_THREADS,
         metavar="N",
-        help=f"torch's CPU threads per process (default: {DEFAULT_THREADS}, so that a training "
+        help=f"torch's CPU threads per process, and the EMD solver's (default: {DEFAULT_THREADS}, "
+        "so that a training "
         "on CPU gives the same bits whatever the machine's core count; another N trains faster "
         "on an idle many-core CPU, gives other, equally valid weights, and is recorded)",
     )
@@ -407,7 +408,7 @@ def run(args: argparse.Namespace) -> int:
     # the other ranks of a DDP run train; rank 0 tests, prints and writes
     jobs = args.jobs
     if jobs is None:
-        jobs = 1 if args.launcher != "none" else default_jobs(args.device, args.threads, total)
+        jobs = 1 if args.launcher != "none" else default_jobs(args.device, args.threads)
     jobs = min(jobs, total)  # no idle workers
     if jobs > 1 and is_main_process():
         stderr.print(f"{jobs} worker processes of {args.threads} thread{'s' * (args.threads > 1)}")

@@ -73,11 +73,10 @@ class BenchmarkData:
             digest.update((self.folder / self.prepared.splits[split].annotation).read_bytes())
         return dict(annotations=digest.hexdigest(), media=self.prepared.media_digest)
 
-    def features(
-        self, store: FeatureStore, model, split: str, dtype: str, evaluation: dict, progress: bool
-    ):
-        """Stored features of a split under the test pipeline (embedded on first use)."""
-        key = FeatureKey(
+    def feature_key(self, model, split: str, dtype: str) -> FeatureKey:
+        """The store key of a split's features under the test pipeline with ``model``'s
+        backbone as it is now."""
+        return FeatureKey(
             self.key,
             split,
             model.feature_kind,
@@ -90,14 +89,34 @@ class BenchmarkData:
             ),
             model.amp,
         )
+
+    def features(
+        self, store: FeatureStore, model, split: str, dtype: str, evaluation: dict, progress: bool
+    ):
+        """Stored features of a split under the test pipeline (embedded on first use; the
+        split's clips are decoded only then)."""
         return store.get_or_embed(
-            key,
+            self.feature_key(model, split, dtype),
             model,
-            self.clips(split),
+            lambda: self.clips(split),
             evaluation["embed_batch_videos"],
             evaluation["num_workers"],
             progress,
         )
+
+    def features_of_splits(
+        self, store: FeatureStore, model, splits, dtype: str, evaluation: dict, progress: bool
+    ) -> dict:
+        """:meth:`features` of several splits, taking first those no other process is
+        embedding now: two workers that need the same stores embed different splits at
+        once instead of one waiting on the other."""
+        keys = {split: self.feature_key(model, split, dtype) for split in splits}
+        pending, found = list(splits), {}
+        while pending:
+            split = next((s for s in pending if not store.is_embedding(keys[s])), pending[0])
+            pending.remove(split)
+            found[split] = self.features(store, model, split, dtype, evaluation, progress)
+        return found
 
 
 def load_benchmark_data(
