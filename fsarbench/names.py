@@ -32,16 +32,26 @@ def registered_methods() -> dict[str, type]:
 
 
 @cache
-def _method_class_definitions() -> dict[str, ast.ClassDef]:
-    """Class name -> its definition, for every class in fsarbench's method modules, parsed
-    from their source (finding the folder imports ``fsarbench``, not the methods)."""
+def _method_class_definitions() -> dict[str, tuple[ast.ClassDef, dict[str, ast.expr]]]:
+    """Class name -> its definition and its module's top-level assignments, for every class in
+    fsarbench's method modules (heads and backbones), parsed from their source (finding the
+    folder imports ``fsarbench``, not the methods)."""
     spec = importlib.util.find_spec("fsarbench.methods")
     folder = Path(next(iter(spec.submodule_search_locations)))
-    found: dict[str, ast.ClassDef] = {}
+    found: dict[str, tuple[ast.ClassDef, dict[str, ast.expr]]] = {}
     for path in sorted(folder.glob("*.py")):
-        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        body = ast.parse(path.read_text(encoding="utf-8")).body
+        # module constants a class attribute may name (``kinds = FEATURE_KINDS``)
+        constants = {
+            target.id: node.value
+            for node in body
+            if isinstance(node, ast.Assign)
+            for target in node.targets
+            if isinstance(target, ast.Name)
+        }
+        for node in body:
             if isinstance(node, ast.ClassDef):
-                found.setdefault(node.name, node)
+                found.setdefault(node.name, (node, constants))
     return found
 
 
@@ -60,11 +70,18 @@ def _registered_name(definition: ast.ClassDef) -> str | None:
     return None
 
 
+def _literal(value: ast.expr, constants: dict[str, ast.expr]):
+    """A literal, or a module constant holding one; ValueError otherwise."""
+    if isinstance(value, ast.Name) and value.id in constants:
+        value = constants[value.id]
+    return ast.literal_eval(value)
+
+
 def _class_attribute(class_name: str, attribute: str):
     """A class attribute's literal value as written in the class or, else, its bases."""
-    definition = _method_class_definitions().get(class_name)
-    if definition is None:
+    if class_name not in _method_class_definitions():
         raise LookupError(class_name)
+    definition, constants = _method_class_definitions()[class_name]
     for statement in definition.body:
         if isinstance(statement, ast.Assign):
             targets = statement.targets
@@ -73,7 +90,7 @@ def _class_attribute(class_name: str, attribute: str):
         else:
             continue
         if any(isinstance(t, ast.Name) and t.id == attribute for t in targets):
-            return ast.literal_eval(statement.value)
+            return _literal(statement.value, constants)
     for base in definition.bases:
         if isinstance(base, ast.Name) and base.id in _method_class_definitions():
             try:
@@ -84,15 +101,15 @@ def _class_attribute(class_name: str, attribute: str):
 
 
 def method_class_attributes(type_name: str, attributes: tuple[str, ...]) -> dict | None:
-    """Literal class attributes (``feature_kind``, ``paper``) of fsarbench's method class
-    ``type_name``, read from its source without importing it, which would import torch:
-    `fsarbench ls methods` in half a second instead of four. None when the class is not
-    defined under that name in fsarbench's methods (a method registered by another package)
-    or a value is not a literal: the caller then imports the registry. A test compares the
-    values with the registered classes'."""
+    """Literal class attributes (``feature_kind``, ``paper``; a backbone's ``kinds``) of
+    fsarbench's method or backbone class ``type_name``, read from its source without importing
+    it, which would import torch: `fsarbench ls methods` and `ls backbones` in well under a
+    second instead of four to seven. None when the class is not defined under that name in
+    fsarbench's methods (one registered by another package) or a value is not a literal: the
+    caller then imports the registry. Tests compare the values with the registered classes'."""
     classes = [
         name
-        for name, definition in _method_class_definitions().items()
+        for name, (definition, _) in _method_class_definitions().items()
         if _registered_name(definition) == type_name
     ]
     if len(classes) != 1:

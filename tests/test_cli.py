@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from conftest import TINY_SYNTH, split_source
+from fsarbench.backbones import all_backbones
 from fsarbench.cli import COMMANDS, main
 from fsarbench.names import method_class_attributes, registered_methods
 
@@ -156,6 +157,7 @@ def test_config_prints_the_merged_config(capsys):
         *([command, "--help"] for command in COMMANDS),
         ["ls", "benchmarks"],
         ["ls", "methods"],  # the classes' facts read from their source
+        ["ls", "backbones"],  # likewise
         # errors the names and numbers alone show are refused before torch is imported
         ["run", "--methods", "nope"],
         ["run", "--datasets", "nope"],
@@ -165,10 +167,9 @@ def test_config_prints_the_merged_config(capsys):
     ids=lambda argv: " ".join(argv) or "no command",
 )
 def test_help_and_light_commands_start_without_torch(argv):
-    """`fsarbench --help`, every command's --help, `ls benchmarks`, `ls methods` and errors
-    that need no
-    model import neither torch nor MMAction2 nor SciPy: each command's module loads when that
-    command is named, and what a parser needs is light (start-up: tools/speed_startup.py)."""
+    """`fsarbench --help`, every command's --help, `ls` and errors that need no model import
+    neither torch nor MMAction2 nor SciPy: each command's module loads when that command is
+    named, and what a parser needs is light (start-up: tools/speed_startup.py)."""
     code = (
         "import sys\n"
         "from fsarbench.cli import main\n"
@@ -189,6 +190,17 @@ def test_ls_methods_reads_each_class_facts_from_source_as_the_class_has_them(nam
     cls = registered_methods()[name]
     read = method_class_attributes(name, ("feature_kind", "paper"))
     assert read == {"feature_kind": cls.feature_kind, "paper": cls.paper}
+
+
+@pytest.mark.parametrize("name", sorted(all_backbones()))
+def test_ls_backbones_reads_each_backbone_kinds_from_source_as_the_class_has_them(name):
+    """`ls backbones` reads a backbone class's ``kinds`` from source (a module constant it
+    names included): what it reads is what the registered class holds."""
+    from fsarbench.registry import MODELS
+
+    type_name = all_backbones()[name].config["type"]
+    read = method_class_attributes(type_name, ("kinds",))
+    assert read == {"kinds": MODELS.get(type_name).kinds}
 
 
 def test_ls_methods_imports_the_class_of_a_method_defined_elsewhere():

@@ -16,7 +16,7 @@ import subprocess
 import sys
 
 COMMANDS = [["--help"], ["status", "--help"], ["check", "--help"], ["report", "--help"]]
-COMMANDS += [["run", "--help"], ["ls", "benchmarks"], ["ls", "methods"]]
+COMMANDS += [["run", "--help"], ["ls", "benchmarks"], ["ls", "methods"], ["ls", "backbones"]]
 # errors that need no model: refused before torch is imported
 COMMANDS += [["run", "--methods", "nope"], ["run", "--datasets", "nope"], ["run", "--shots", "0"]]
 EAGER = "import fsarbench.runs, fsarbench.plan, fsarbench.names, fsarbench.status, "

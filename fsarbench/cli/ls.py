@@ -110,13 +110,18 @@ def run_methods(args: argparse.Namespace) -> int:
 
 def run_backbones(args: argparse.Namespace) -> int:
     from fsarbench.backbones import all_backbones
-    from fsarbench.registry import MODELS
+    from fsarbench.names import method_class_attributes
 
     table = Table(show_lines=True, title="fsarbench backbones (`fsarbench run --backbone NAME`)")
     for column in ("name", "what", "features", "weights", "weights pretrained on"):
         table.add_column(column, overflow="fold")
     for info in all_backbones().values():
-        kinds = ", ".join(MODELS.get(info.config["type"]).kinds)
+        facts = method_class_attributes(info.config["type"], ("kinds",))
+        if facts is None:  # a backbone another package registers: its class, imported
+            from fsarbench.registry import MODELS
+
+            facts = {"kinds": MODELS.get(info.config["type"]).kinds}
+        kinds = ", ".join(facts["kinds"])
         if info.must_declare_pretraining:
             pretraining = "must be declared (--pretrained-on)"
         else:
