@@ -102,3 +102,17 @@ def test_pipeline_is_tsn_sampling_with_centre_at_test():
     assert "mmaction.Flip" not in [
         s["type"] for s in build_pipeline({**PROTOCOL, "hflip": False}, train=True)
     ]
+
+
+def test_pyav_on_webm_is_refused_with_the_fix_before_decoding(tmp_path):
+    """SSv2's webm videos record no frame count, which MMAction2's PyAV decoder samples from:
+    the dataset refuses that pairing at once instead of failing on the first clip."""
+    benchmark = get_benchmark("ssv2-small")
+    lists = store_splits(benchmark, split_source("ssv2-small")).lists
+    root = tmp_path / "ssv2"
+    make_standin_tree(benchmark, lists, root, classes_per_split=1, per_class=2, extension=".webm")
+    prepare_benchmark(benchmark, lists, root, prepared_folder(benchmark), progress=False)
+    with pytest.raises(FsarbenchError, match="pyav decoder cannot read the 2 webm") as error:
+        _dataset(benchmark="ssv2-small", decoder="pyav")
+    assert "decord" in error.value.fix
+    assert _dataset(benchmark="ssv2-small", decoder="decord")[0]["inputs"].shape == (8, 3, 28, 28)

@@ -57,6 +57,25 @@ class FewShotClipDataset(BaseActionDataset):
             test_mode=test_mode,
             **kw,
         )
+        self._refuse_undecodable(pipeline)
+
+    def _refuse_undecodable(self, pipeline: list) -> None:
+        """MMAction2's PyAV decoder takes a video's frame count from its container, and webm
+        (SSv2's format) records none: it would sample from 0 frames and fail on the first clip
+        with an IndexError. Refused here, before any worker starts decoding."""
+        if not any(isinstance(s, dict) and s.get("type") == "mmaction.PyAVInit" for s in pipeline):
+            return
+        # data_list is serialized away by then (MMEngine's serialize_data): read it item by item
+        filenames = (self.get_data_info(i).get("filename", "") for i in range(len(self)))
+        webm = [name for name in filenames if name.lower().endswith(".webm")]
+        if webm:
+            raise FsarbenchError(
+                f"the pyav decoder cannot read the {len(webm):,} webm videos of "
+                f"{self.benchmark.name}'s {self.split} split (e.g. {webm[0]}): webm records "
+                "no frame count, and MMAction2's PyAV decoder samples from it",
+                "use the decord decoder (every benchmark's default: drop the "
+                "benchmark.decoder override) or convert the videos to mp4",
+            )
 
     def load_data_list(self) -> list[dict]:
         root = self.data_prefix["video"]
