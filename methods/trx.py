@@ -17,17 +17,18 @@ For every cardinality omega in ``temporal_set`` (default (2, 3)):
 5. The query-specific prototype t_p^c is the attention-weighted sum of the class's values.
 6. T^omega(Q, c) = mean_p ||value_p - t_p^c||^2.
 7. Cardinalities combine by ``combine``: ``sum`` (T = sum_omega T^omega, the paper as far as
-   we know it, and the harness default), ``l2`` (logit =
-   -||(T^omega)_omega||_2, the official trx code) or ``mean`` (logit = -mean_omega T^omega,
-   Perrett's few-shot-action-recognition library).
+   we know it, and the harness default), ``mean`` (logit = -mean_omega T^omega, the official
+   trx code since its commit ef0d9b0 of 2021-02-14, and Perrett's few-shot-action-recognition
+   library) or ``l2`` (logit = -||(T^omega)_omega||_2, the official code's first release,
+   db3f17b of 2021-01-15).
 
 Logits are -T(Q, c). ``encode`` does steps 1-3 once per video and returns ``keys_<omega>`` and
 ``values_<omega>`` ``[B, |Pi|, d]``; ``compare`` does steps 4-7 for a batch of episodes at once.
 
 Deviations and choices:
 
-- Combination of cardinalities: ``sum`` by default (see step 7); the official
-  code's L2 norm is ``combine="l2"`` (config ``trx_l2``).
+- Combination of cardinalities: ``sum`` by default (see step 7); the official code's mean
+  is ``combine="mean"``, its first release's L2 norm ``combine="l2"`` (config ``trx_l2``).
 - The positional encoding is computed for the clip's own T frames. The reference code builds a
   table of max_len = floor(1.5 * seq_len) rows and takes its first T; the rows are the same, the
   table only bounds T.

@@ -305,3 +305,25 @@ def test_parameter_count_per_cardinality():
     model = trx(temporal_set=(3,), trans_linear_out_dim=32)
     head = sum(p.numel() for name, p in model.named_parameters() if "backbone" not in name)
     assert head == 2 * (3 * CHANNELS * 32 + 32) + 2 * 32
+
+
+@pytest.mark.parametrize("shots", [1, 5])
+def test_stated_compare_flops_are_the_products_torch_counts(shots):
+    """``compare_flops`` states the products that ``compare`` runs: torch's flop counter (what
+    tools/speed_heads.py's roofline counts) finds the same work over a batch of episodes (the
+    distances, which the statement leaves out, are elementwise and not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(11)
+    model = trx(trans_linear_out_dim=32).float()
+    episodes, frames = 4, 8
+    support = model.encode(torch.randn(episodes * 5 * shots, frames, CHANNELS))
+    query = model.encode(torch.randn(episodes * 5, frames, CHANNELS))
+    support = {k: v.unflatten(0, (episodes, 5 * shots)) for k, v in support.items()}
+    query = {k: v.unflatten(0, (episodes, 5)) for k, v in query.items()}
+    labels = torch.stack([torch.arange(5).repeat(shots)[torch.randperm(5 * shots)]] * episodes)
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        model.compare(support, labels, query)
+    counted = counter.get_total_flops() / episodes
+    stated = model.compare_flops(5, shots, 5, frames)
+    assert counted == pytest.approx(stated, rel=1e-6)

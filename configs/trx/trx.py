@@ -1,6 +1,6 @@
 # TRX (Perrett et al., CVPR 2021), Temporal-Relational CrossTransformers: see README.md.
-# combine: sum (default; the paper's, as far as we know) | l2 (official trx code) | mean (Perrett's
-# few-shot-action-recognition library)
+# combine: sum (default; the paper's, as far as we know) | mean (the official trx code since
+# ef0d9b0, and Perrett's few-shot-action-recognition library) | l2 (the official code's first release)
 method = dict(
     type="trx",
     temporal_set=(2, 3),
