@@ -15,12 +15,17 @@ Features are random (the head's cost does not depend on their values); the test 
 or ``--max-seconds`` CPU-seconds, whichever comes first; episodes per CPU-second are measured
 over the episodes actually run, and the table says how many that was.
 
-The roofline: ``gflop_per_episode`` is the matrix-multiply and convolution work of one batch of
-``compare`` as torch's ``FlopCounterMode`` counts it (mm, bmm, einsum's products, conv;
-elementwise work, reductions and gathers are not counted), per episode; ``x_roofline`` is the
-head's CPU time per episode over those flops at the rate of a 1024 x 1024 float32 matrix
-product measured in the same process, so 1.0 is a compare that does nothing but its products at
-full speed. A head that states its flops (``compare_flops``, TRX) shows them beside the count
+The roofline (Williams et al.'s, compute and memory): ``gflop_per_episode`` is the
+matrix-multiply and convolution work of one batch of ``compare`` as torch's
+``FlopCounterMode`` counts it (mm, bmm, einsum's products, conv; elementwise work, reductions
+and gathers are not counted), per episode, and ``mb_per_episode`` the bytes of the encoded rows
+the episode's videos bring to ``compare`` (support and query, as gathered), which it must read
+at least once. The limit of an episode is the larger of its flops at the rate of a 1024 x 1024
+float32 matrix product and its bytes at the rate of a sum over a 256 MiB array (read
+bandwidth beyond the caches), both measured in the same process; ``bound`` says which one is
+larger, and ``x_roofline`` is the head's CPU time per episode over that limit, so 1.0 is a
+compare that does nothing but its products at full speed, or nothing but read its rows once.
+A head that states its flops (``compare_flops``, TRX) shows them beside the count
 (``stated_gflop``). A²M²-Net's episode work is mostly exact EMD solves (a linear program, not a
 product), which the count leaves out: its ratio bounds the products alone.
 
@@ -122,6 +127,9 @@ def measure(method: str, dims: str, k_shot: int, args) -> dict:
 
     per_episode = compare_s / harness_episodes
     flops = counted_flops(model, episodes, encoded, min(batch, len(episodes)))
+    videos_per_episode = episodes.support.shape[1] + episodes.query.shape[1]
+    row_bytes = encoded.bytes_per_video() * videos_per_episode
+    compute_s, memory_s = flops / args.matmul_rate, row_bytes / args.read_rate
     stated = model.compare_flops(5, k_shot, 5, protocol["num_frames"])  # 5 queries: 1 a class
     harness_total = encode_s + per_episode * len(episodes)  # 10,000 episodes, encode included
     naive_total = naive_s / naive_episodes * len(episodes)
@@ -142,8 +150,11 @@ def measure(method: str, dims: str, k_shot: int, args) -> dict:
         "speedup": round(naive_total / harness_total, 1),
         "gflop_per_episode": round(flops / 1e9, 4),
         "stated_gflop": round(stated / 1e9, 4) if stated else None,
-        # the roofline: the episode's flops at the matrix-multiply rate of this process
-        "x_roofline": round(per_episode / (flops / args.matmul_rate), 1) if flops else None,
+        "mb_per_episode": round(row_bytes / 1e6, 3),
+        # the roofline: the episode's flops at the matrix-multiply rate of this process, or its
+        # rows read once at this process's read bandwidth, whichever takes longer
+        "bound": "compute" if compute_s >= memory_s else "memory",
+        "x_roofline": round(per_episode / max(compute_s, memory_s), 1),
     }
 
 
@@ -168,6 +179,18 @@ def matmul_rate(threads: int, size: int = 1024, repeats: int = 20) -> float:
     return 2 * size**3 * repeats / (time.process_time() - started)
 
 
+def read_rate(threads: int, mib: int = 256, repeats: int = 10) -> float:
+    """Bytes per CPU-second that a sum over a float32 array far larger than the caches reads
+    at ``threads`` threads: the memory side of the roofline."""
+    torch.set_num_threads(threads)
+    array = torch.ones(mib << 18)  # mib MiB of float32
+    array.sum()
+    started = time.process_time()
+    for _ in range(repeats):
+        array.sum()
+    return array.numel() * 4 * repeats / (time.process_time() - started)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--methods", default="all")
@@ -183,6 +206,7 @@ def main() -> None:
     args = parser.parse_args()
     shots = [int(s) for s in args.shots.split(",")]
     args.matmul_rate = matmul_rate(args.threads)
+    args.read_rate = read_rate(args.threads)
     rows = []
     for method in resolve_methods(args.methods):
         for k_shot in shots:
@@ -203,8 +227,10 @@ def main() -> None:
     print(
         f"{args.episodes:,} test episodes, 5-way, 1 query per class, {args.dims} dims, "
         f"{args.threads} threads; totals extrapolate from the episodes run; matrix-multiply "
-        f"rate {args.matmul_rate / 1e9:.1f} GFLOP/s (x_roofline: the head's time per episode "
-        "over its counted products' flops at that rate)"
+        f"rate {args.matmul_rate / 1e9:.1f} GFLOP/s, read bandwidth "
+        f"{args.read_rate / 1e9:.1f} GB/s (x_roofline: the head's time per episode over the "
+        "larger of its counted products' flops at that rate and its rows' bytes at that "
+        "bandwidth)"
     )
     print(table.to_markdown(index=False))
 
