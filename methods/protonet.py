@@ -27,6 +27,10 @@ from fsarbench.registry import MODELS
 
 METRICS = ("sqeuclid_mean", "cos_mean", "cos_framewise", "tsn_ln_dot")
 EPS = 1e-8
+# The squared distances' differences are formed a few episodes at a time so they stay in the
+# CPU's cache (1 MiB): the same arithmetic, 8x faster than one [E, Q, N, C] difference of a
+# whole batch (26 -> 3.3 ms for 204 paper-size 1-shot episodes on one thread, bit-identical).
+DIFFERENCE_BYTES = 1 << 20
 
 
 @MODELS.register_module(name="protonet")
@@ -79,5 +83,22 @@ class ProtoNet(FewShotRecognizer):
                 query[:, :, None], prototypes[:, None], dim=-1, eps=EPS
             )  # [E, Q, N]
             return self.log_temperature.exp() * cosine
-        difference = query[:, :, None] - prototypes[:, None]  # [E, Q, N, C]
-        return -difference.pow(2).sum(dim=-1)
+        return -squared_distances(query, prototypes)
+
+
+def squared_distances(query: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
+    """``query [E, Q, C]``, ``prototypes [E, N, C]`` -> ``||q - p||^2 [E, Q, N]``, summed
+    over C from the differences themselves (no ``|q|^2 - 2 q.p + |p|^2`` cancellation), in
+    chunks of episodes whose differences fit ``DIFFERENCE_BYTES``."""
+    episodes, queries, channels = query.shape
+    n_way = prototypes.shape[1]
+    per_episode = queries * n_way * channels * query.element_size()
+    if torch.is_grad_enabled() or per_episode * episodes <= DIFFERENCE_BYTES:
+        return (query[:, :, None] - prototypes[:, None]).pow(2).sum(dim=-1)
+    chunk = max(1, DIFFERENCE_BYTES // per_episode)
+    distances = query.new_empty(episodes, queries, n_way)
+    for start in range(0, episodes, chunk):
+        rows = slice(start, start + chunk)
+        difference = query[rows, :, None] - prototypes[rows, None]  # [e, Q, N, C]
+        torch.sum(difference.pow_(2), dim=-1, out=distances[rows])
+    return distances

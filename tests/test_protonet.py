@@ -91,3 +91,19 @@ def test_tsn_ln_dot_averages_per_shot_scores():
 def test_unknown_metric():
     with pytest.raises(ValueError, match="unknown ProtoNet metric"):
         protonet("manhattan")
+
+
+@pytest.mark.parametrize("difference_bytes", [1, 4096, 1 << 30])
+def test_squared_distances_in_cache_sized_chunks_are_the_whole_batch_bit_for_bit(
+    monkeypatch, difference_bytes
+):
+    from methods import protonet as module
+
+    generator = torch.Generator().manual_seed(0)
+    query = torch.randn(7, 5, 48, generator=generator)  # [E, Q, C]
+    prototypes = torch.randn(7, 5, 48, generator=generator)  # [E, N, C]
+    whole = (query[:, :, None] - prototypes[:, None]).pow(2).sum(dim=-1)
+    monkeypatch.setattr(module, "DIFFERENCE_BYTES", difference_bytes)
+    with torch.inference_mode():
+        chunked = module.squared_distances(query, prototypes)
+    assert torch.equal(chunked, whole)
