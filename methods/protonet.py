@@ -9,7 +9,8 @@ Metrics (``metric``):
 - ``cos_mean``: logit = temperature * cos(v_q, p_n); the temperature is fixed (10) or learned.
 - ``cos_framewise`` (the TA2N baseline, Li et al. AAAI 2022, Eq. 8): a prototype per frame
   p_{n,t} = mean_k f_{k,t}; logit = -sum_t (1 - cos(q_t, p_{n,t})). Frame-order sensitive.
-- ``tsn_ln_dot`` (the TSN baseline of Perrett's few-shot-action-recognition library): mean over
+- ``tsn_ln_dot`` (the TSN baseline of Perrett's few-shot-action-recognition library until its
+  commit 528349f; it has scored by cosine or squared distance since): mean over
   time, a shared LayerNorm, dot product; a class's score is the mean of its K per-shot scores.
 
 Deviations from the paper: none in the metric. Snell's image recipe (Adam, higher training
