@@ -10,7 +10,7 @@ path ``fsarbench run`` takes from stored features (``evaluate_from_features``: t
 episodes sized by ``GATHER_BUDGET_BYTES``) on ``--episodes`` 5-way episodes with one query per
 class, and reports:
 
-- ``peak_rss_gib``: the process's peak resident memory (``ru_maxrss``), model included;
+- ``peak_rss_gib``: the process's peak resident memory (``VmHWM``), model included;
 - ``model_rss_gib``: resident memory once the model is built, before the test;
 - ``kept_gib``: the encoded rows the test keeps for all videos; ``encode_all_gib``: what
   ``encode`` returns for all videos (every branch, TA²N's warped maps included), the rows
@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -42,10 +41,14 @@ VIDEOS, CLASSES, FRAMES, CHANNELS, MAP_SIZE = 2857, 24, 8, 2048, 7
 CLIP_CHANNELS = 512  # CLIP ViT-B/16's projected features, for heads that embed class names
 
 
-def rss_gib() -> float:
+def rss_gib(field: str = "VmRSS") -> float:
+    """This process's resident memory now (``VmRSS``) or at its peak (``VmHWM``), in GiB.
+    The peak is read here rather than from ``getrusage``'s ``ru_maxrss``, which Linux keeps
+    across ``execve``: a child forked from a parent that had just written the 4.6 GB store
+    would report the parent's resident size as its own peak."""
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 2**20
     return float("nan")
 
@@ -106,7 +109,7 @@ def child(method: str, shots: int, store: Path, episodes: int, threads: int) -> 
         "shot": shots,
         "features": model.feature_kind,
         "model_rss_gib": round(model_rss, 2),
-        "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+        "peak_rss_gib": round(rss_gib("VmHWM"), 2),
         "kept_gib": round(scores.encoded_bytes / 2**30, 2),
         "encode_all_gib": round(encode_all / 2**30, 2),
         "encode_cpu_s": round(encode_s, 1),
