@@ -3,17 +3,22 @@
 Per video, CLIP frame features ``f [T, D]`` (the projected class tokens). Three parts:
 
 1. **Video-text matching loss** (training): ``v = mean_t f``; ``class_logits[c] = s * cos(v,
-   text_c)`` over every base (train) class, ``s`` a learnable scale initialised to 1.0;
+   text_c)`` over every base (train) class (the cosine as the released code forms it,
+   ``v·t / (|v| |t| + 0.01)``: ``cosine_epsilon``), ``s`` a learnable scale initialised to 1.0;
    cross-entropy against the video's base class, weighted by ``text_loss_weight`` (lambda_cls:
    3.0 in the SSv2-Full config, 1.5 in the K100 one).
 2. **Prototype modulation**: a support video's tokens ``[f_1..f_T, text_y]`` go through a
-   one-layer temporal Transformer ``Omega`` (8 heads, attention dropout 0.2, FFN 2048, pre-LN
-   on q, k and v, residuals); its first T outputs are kept. Queries go through the *same*
+   one-layer temporal Transformer ``Omega``, the released code's block (8 heads; one
+   LayerNorm before bias-free q, k, v projections; dropout 0.2 after the output projection;
+   residual; an FFN of 2048 with GELU and dropout 0.05 and no LayerNorm before it; residual:
+   :class:`TemporalTransformer`); its first T outputs are kept. The text token is the text
+   tower's feature as it is, not normalised, as in the released code. Queries go through the *same*
    ``Omega`` with their T frame tokens alone. A class prototype is the mean of its K modulated
    shots (``merge_before``: mean of the raw shots, then ``Omega``).
-3. **Metric**: OTAM (``otam_directions``) between prototype and query sequences on cosine
-   distance, lambda 0.5, ``first_col_vertical=True``, the 3-term last column, the **sum** of
-   both directions; logits = -distance. Optional test-time **fusion** (``fusion=True``, off by
+3. **Metric**: OTAM (``otam_directions``) between prototype and query sequences on the
+   released cosine distance (``1 - cosine_with_epsilon``), lambda 0.5,
+   ``first_col_vertical=True``, the 3-term last column, the **sum** of both directions;
+   logits = -distance. Optional test-time **fusion** (``fusion=True``, off by
    default): ``p_text = softmax(s * cos(mean-frame query, text))`` and ``p_vis = softmax((8 -
    d) / 8)`` over the N classes; the score is ``p_text^0.9 * p_vis^0.1`` (its log is returned:
    the same ranking).
@@ -24,8 +29,10 @@ into names; SSv2-Full's come from SSv2's annotation files).
 
 Deviations from the released code (configs/clip_fsar/README.md, 'Deviations', lists them too):
 
-- ``Omega`` has no positional encoding of its own: none is described for it, and the
-  frame order reaches the metric through OTAM.
+- None in the computation of a test episode's logits: with the same features, text features
+  and weights, the released ``CNN_OTAM_CLIPFSAR`` test forward and this head agree to float32
+  rounding (configs/clip_fsar/README.md gives the measurement). ``Omega`` has no positional
+  encoding, as in the released head (the frame order reaches the metric through OTAM).
 - Whether the released training script freezes the CLIP visual encoder was not confirmed;
   here that is the schedule's choice (``frozen`` trains the head on stored
   features, ``finetune`` trains the encoder too).
@@ -48,28 +55,70 @@ from fsarbench.registry import MODELS
 
 
 class TemporalTransformer(nn.Module):
-    """CLIP-FSAR's Omega: one pre-LN block. ``tokens [B, L, D] -> [B, L, D]``."""
+    """CLIP-FSAR's Omega, the block of the released code (one layer): ``tokens [B, L, D] ->
+    [B, L, D]``,
 
-    def __init__(self, dim: int, heads: int = 8, ffn_dim: int = 2048, attn_dropout: float = 0.2):
+        x   = tokens + Dropout_a(W_o · softmax(Q Kᵀ / sqrt(D / heads)) V),
+              with Q, K, V = LN(tokens) W_q, W_k, W_v   (one LayerNorm, projections bias-free)
+        out = x + Dropout_f(W_2 · Dropout_f(GELU(W_1 x + b_1)) + b_2)   (no LayerNorm first)
+
+    ``attn_dropout`` (0.2) drops the attention block's projected output, ``ffn_dropout``
+    (0.05) the feed-forward's hidden and output, as the released code does; both act in
+    training only."""
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int = 8,
+        ffn_dim: int = 2048,
+        attn_dropout: float = 0.2,
+        ffn_dropout: float = 0.05,
+    ):
         super().__init__()
         if dim % heads:
             raise ValueError(f"feature width {dim} is not divisible by {heads} heads")
-        self.norm_q, self.norm_k, self.norm_v = (nn.LayerNorm(dim) for _ in range(3))
-        self.attention = nn.MultiheadAttention(dim, heads, dropout=attn_dropout, batch_first=True)
-        self.norm_ffn = nn.LayerNorm(dim)
-        self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.GELU(), nn.Linear(ffn_dim, dim))
+        self.heads = heads
+        self.norm = nn.LayerNorm(dim)  # shared by q, k and v
+        self.to_q, self.to_k, self.to_v = (nn.Linear(dim, dim, bias=False) for _ in range(3))
+        self.to_out = nn.Linear(dim, dim)
+        self.out_dropout = nn.Dropout(attn_dropout)
+        self.ffn = nn.Sequential(
+            nn.Linear(dim, ffn_dim),
+            nn.GELU(),
+            nn.Dropout(ffn_dropout),
+            nn.Linear(ffn_dim, dim),
+            nn.Dropout(ffn_dropout),
+        )
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        q, k, v = self.norm_q(tokens), self.norm_k(tokens), self.norm_v(tokens)
-        attended, _ = self.attention(q, k, v, need_weights=False)  # [B, L, D]
-        hidden = tokens + attended
-        return hidden + self.ffn(self.norm_ffn(hidden))
+        normed = self.norm(tokens)  # [B, L, D]
+
+        def split_heads(projection: nn.Linear) -> torch.Tensor:  # -> [B, heads, L, D / heads]
+            return projection(normed).unflatten(-1, (self.heads, -1)).transpose(1, 2)
+
+        q, k, v = split_heads(self.to_q), split_heads(self.to_k), split_heads(self.to_v)
+        attended = F.scaled_dot_product_attention(q, k, v)  # [B, heads, L, D / heads]
+        attended = self.to_out(attended.transpose(1, 2).flatten(-2))  # [B, L, D]
+        hidden = tokens + self.out_dropout(attended)
+        return hidden + self.ffn(hidden)
+
+
+def cosine_with_epsilon(x: torch.Tensor, y: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """``x [..., M, D]``, ``y [..., N, D]`` -> ``x·y / (|x| |y| + epsilon)`` ``[..., M, N]``: the
+    released code's cosine, whose epsilon (0.01) is added to the product of the norms, so it
+    depends slightly on the features' scale; ``epsilon = 0`` is the plain cosine."""
+    products = x @ y.transpose(-1, -2)  # [..., M, N]
+    norms = x.norm(dim=-1)[..., :, None] * y.norm(dim=-1)[..., None, :]  # [..., M, N]
+    return products / (norms + epsilon).clamp_min(EPS)
 
 
 @MODELS.register_module(name="clip_fsar")
 class CLIPFSAR(FewShotRecognizer):
     feature_kind = "pooled"
     needs_text: ClassVar[bool] = True
+    # 2: Omega is the released code's block, its cosine has the released epsilon, and the text
+    # token is not normalised (1: a pre-LN block of this project's own reading)
+    code_version: ClassVar[int] = 2
     paper = (
         "Wang et al., CLIP-guided Prototype Modulating for Few-shot Action Recognition, IJCV 2023"
     )
@@ -82,6 +131,8 @@ class CLIPFSAR(FewShotRecognizer):
         heads: int = 8,
         ffn_dim: int = 2048,
         attn_dropout: float = 0.2,
+        ffn_dropout: float = 0.05,
+        cosine_epsilon: float = 0.01,
         lbda: float = 0.5,
         direction: str = "sum",
         merge_before: bool = False,
@@ -98,7 +149,8 @@ class CLIPFSAR(FewShotRecognizer):
         self.lbda, self.direction, self.merge_before = float(lbda), direction, merge_before
         self.fusion, self.fusion_text_weight = fusion, float(fusion_text_weight)
         self.fusion_offset = float(fusion_offset)
-        self.omega = TemporalTransformer(self.channels, heads, ffn_dim, attn_dropout)
+        self.cosine_epsilon = float(cosine_epsilon)
+        self.omega = TemporalTransformer(self.channels, heads, ffn_dim, attn_dropout, ffn_dropout)
         self.scale = nn.Parameter(torch.tensor(float(scale_init)))  # s of the text logits
         self.class_texts: dict[str, str] = {}  # split label -> class name, set by the run
         self._text_cache: dict[tuple[str, ...], torch.Tensor] = {}
@@ -111,8 +163,9 @@ class CLIPFSAR(FewShotRecognizer):
         self._text_cache.clear()
 
     def text_features(self, labels: tuple[str, ...]) -> torch.Tensor:
-        """L2-normalised prompt features ``[len(labels), D]`` of split class labels; the frozen
-        text tower runs once per label set."""
+        """Prompt features ``[len(labels), D]`` of split class labels as the frozen text tower
+        gives them (not normalised: the released code puts them into Omega as they are, and
+        its cosine divides by their norm); the tower runs once per label set."""
         labels = tuple(labels)
         if labels not in self._text_cache:
             missing = [label for label in labels if label not in self.class_texts]
@@ -131,10 +184,11 @@ class CLIPFSAR(FewShotRecognizer):
         return {"class_text": bank[classes.to(bank.device)]}  # [e, N, D]
 
     def video_text_logits(self, features: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        """Frames ``[..., T, D]`` and unit text ``[C, D]`` -> ``s * cos(mean_t f, text)``
-        ``[..., C]`` (CL-2)."""
-        video = F.normalize(features.mean(dim=-2), dim=-1, eps=EPS)  # [..., D]
-        return self.scale * video @ text.transpose(0, 1)
+        """Frames ``[..., T, D]`` and text ``[C, D]`` -> ``s * cos(mean_t f, text)`` ``[..., C]``
+        with the released cosine's epsilon (CL-2)."""
+        video = features.mean(dim=-2)  # [..., D]
+        cosine = cosine_with_epsilon(video[..., None, :], text, self.cosine_epsilon)
+        return self.scale * cosine[..., 0, :]
 
     # --- head -----------------------------------------------------------------------------
 
@@ -189,10 +243,13 @@ class CLIPFSAR(FewShotRecognizer):
 
     def distances(self, query: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
         """``query [E, Q, T, D]``, ``prototypes [E, N, T, D]`` -> OTAM distances ``[E, Q, N]``
-        on cosine distance, both directions summed (CL-3)."""
-        query = F.normalize(query, dim=-1, eps=EPS)
-        prototypes = F.normalize(prototypes, dim=-1, eps=EPS)
-        cosine = torch.einsum("eqtd,enud->eqntu", query, prototypes)  # [E, Q, N, Tq, Tp]
+        on the released cosine distance, both directions summed (CL-3)."""
+        (queries, frames), (classes, proto_frames) = query.shape[1:3], prototypes.shape[1:3]
+        cosine = cosine_with_epsilon(  # [E, Q*Tq, N*Tp]: every query frame with every class frame
+            query.flatten(1, 2), prototypes.flatten(1, 2), self.cosine_epsilon
+        )
+        cosine = cosine.unflatten(2, (classes, proto_frames)).unflatten(1, (queries, frames))
+        cosine = cosine.permute(0, 1, 3, 2, 4)  # [E, Q, N, Tq, Tp]
         return otam_directions(
             1.0 - cosine,
             self.direction,
@@ -202,7 +259,8 @@ class CLIPFSAR(FewShotRecognizer):
         )
 
     def fused_scores(self, query_frames, class_text, distances) -> torch.Tensor:
-        """log(p_text^w * p_vis^(1-w)) ``[E, Q, N]``: the test-time fusion."""
+        """log(p_text^w * p_vis^(1-w)) ``[E, Q, N]``: the test-time fusion, whose text term is
+        the plain cosine (the released code normalises both sides here, without epsilon)."""
         text = F.normalize(class_text, dim=-1, eps=EPS)  # [E, N, D]
         video = F.normalize(query_frames.mean(dim=-2), dim=-1, eps=EPS)  # [E, Q, D]
         log_p_text = F.log_softmax(self.scale * video @ text.transpose(1, 2), dim=-1)

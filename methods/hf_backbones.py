@@ -204,8 +204,9 @@ class CLIPFrameBackbone(ClipBackbone):
 
     @torch.no_grad()
     def encode_text(self, prompts: list[str]) -> torch.Tensor:
-        """Prompts -> L2-normalised projected text features ``[len(prompts), projection_dim]``
-        from the checkpoint's frozen text tower."""
+        """Prompts -> projected text features ``[len(prompts), projection_dim]`` from the
+        checkpoint's frozen text tower, as it gives them (not normalised: a head that needs unit
+        vectors normalises them; CLIP-FSAR's released code uses them as they are)."""
         if self.folder is None:
             raise FsarbenchError(
                 "this CLIP backbone has no weights folder, so no text tower or tokenizer",
@@ -223,7 +224,7 @@ class CLIPFrameBackbone(ClipBackbone):
         )
         tokens = {name: value.to(self.mean.device) for name, value in tokens.items()}
         features = text_model(**tokens).text_embeds  # [P, projection_dim]
-        return F.normalize(features.float(), dim=-1)
+        return features.float()
 
 
 # --- VideoMAE -------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from conftest import TINY_SYNTH
 from fsarbench.backbones import all_backbones, backbone_info
 from fsarbench.cli import main
 from fsarbench.errors import FsarbenchError
-from fsarbench.methods.hf_backbones import CLIPFrameBackbone, VideoMAEBackbone
+from fsarbench.methods.hf_backbones import CLIPFrameBackbone, VideoMAEBackbone, clip_text_tower
 from fsarbench.names import resolve_benchmarks
 from fsarbench.registry import MODELS
 from fsarbench.results import load_record
@@ -76,10 +76,14 @@ def test_clip_pooled_is_the_projection_and_maps_are_the_normalised_patch_tokens(
     assert maps.shape == (1, 1, 32, 7, 7)  # 56 px / patch 8
 
 
-def test_clip_text_features_are_unit_and_come_from_the_folders_text_tower(standin_weights):
+def test_clip_text_features_are_the_folders_text_tower_projections(standin_weights):
     backbone = CLIPFrameBackbone(pretrained=str(standin_weights["clip"]))
-    text = backbone.encode_text(["a photo of grow, then shrink", "a photo of rotate ccw"])
-    assert text.shape == (2, 16) and torch.allclose(text.norm(dim=-1), torch.ones(2))
+    prompts = ["a photo of grow, then shrink", "a photo of rotate ccw"]
+    text = backbone.encode_text(prompts)
+    tokenizer, text_model = clip_text_tower(standin_weights["clip"])
+    with torch.no_grad():
+        expected = text_model(**tokenizer(prompts, padding=True, return_tensors="pt")).text_embeds
+    assert text.shape == (2, 16) and torch.allclose(text, expected)  # as given: not normalised
     assert not torch.allclose(text[0], text[1])
     assert not any(name.startswith("text") for name in backbone.state_dict())
     with pytest.raises(FsarbenchError, match="no text tower"):

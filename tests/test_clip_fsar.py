@@ -4,6 +4,7 @@ logits, the bidirectional-sum OTAM regression value) and class names as text."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -43,12 +44,15 @@ def test_cl2_video_text_logits_equal_the_scale_at_the_matching_class(model):
         model.scale.fill_(2.5)
     video = text[4].expand(8, 16)[None]  # every frame is class 4's text: v = text_4
     logits = model.video_text_logits(video, text)[0]
-    assert torch.isclose(logits[4], torch.tensor(2.5), atol=1e-6)
+    # unit vectors: the released cosine is 1 / (1 + 0.01) at the matching class
+    assert torch.isclose(logits[4], torch.tensor(2.5 / 1.01), atol=1e-6)
     assert logits.argmax() == 4
 
 
 def test_cl3_bidirectional_sum_otam_on_the_ot4_inputs(model):
-    """OT-4 inputs, lambda 0.5, first_col_vertical: -0.665770 + 1.574668 = 0.908898 [V]."""
+    """OT-4 inputs, lambda 0.5, first_col_vertical: -0.665770 + 1.574668 = 0.908898 [V]; the
+    known answer is for the plain cosine, so the released epsilon is set to 0 here."""
+    model.cosine_epsilon = 0.0
     eye = torch.eye(8, dtype=torch.float64)
     query = eye[None, None]  # [E=1, Q=1, T, D]: e0..e7
     support = eye[[0, 0, 1, 2, 3, 3, 4, 5]][None, None]  # a monotone warp
@@ -56,6 +60,106 @@ def test_cl3_bidirectional_sum_otam_on_the_ot4_inputs(model):
     backward = model.distances(support, query)[0, 0, 0]
     assert abs(float(forward) - 0.908898) < 1e-6
     assert abs(float(forward) - float(backward)) < 1e-9  # the sum is symmetric
+
+
+# --- the released computation, written out from its description ---------------------------
+
+
+def released_omega(omega: TemporalTransformer, tokens: torch.Tensor) -> torch.Tensor:
+    """The released code's one-layer block in eval mode, from its structure, on Omega's
+    weights: one LayerNorm shared by q, k and v; bias-free projections into heads of D / heads;
+    softmax(q kᵀ / sqrt(D / heads)) v; the output projection (with bias) added to the tokens;
+    then Linear, GELU, Linear added to that, with no LayerNorm before it."""
+    batch, length, dim = tokens.shape
+    heads = omega.heads
+    normed = F.layer_norm(tokens, (dim,), omega.norm.weight, omega.norm.bias, omega.norm.eps)
+
+    def heads_of(weight):  # [B, heads, L, D / heads]
+        return (normed @ weight.T).reshape(batch, length, heads, dim // heads).transpose(1, 2)
+
+    q, k, v = heads_of(omega.to_q.weight), heads_of(omega.to_k.weight), heads_of(omega.to_v.weight)
+    weights = torch.softmax(q @ k.transpose(-1, -2) * (dim // heads) ** -0.5, dim=-1)
+    attended = (weights @ v).transpose(1, 2).reshape(batch, length, dim)
+    x = tokens + attended @ omega.to_out.weight.T + omega.to_out.bias
+    first, second = omega.ffn[0], omega.ffn[3]
+    return x + F.gelu(x @ first.weight.T + first.bias) @ second.weight.T + second.bias
+
+
+def released_cosine(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``x [M, D]``, ``y [N, D]`` -> ``x·y / (|x| |y| + 0.01)`` ``[M, N]``."""
+    return (x @ y.T) / (x.norm(dim=-1)[:, None] * y.norm(dim=-1)[None] + 0.01)
+
+
+def released_otam(distances: torch.Tensor, lbda: float = 0.5) -> float:
+    """One direction of the released OTAM recursion on ``distances [Tq, Tp]``: a zero column
+    padded on both sides, the first row summed, a soft minimum over the left and lower-left
+    cells in the middle columns and over three cells in the first and last real columns."""
+    d = F.pad(distances, (1, 1)).tolist()
+    rows, cols = len(d), len(d[0])
+    cum = [[0.0] * cols for _ in range(rows)]
+
+    def softmin(*values):
+        return -lbda * math.log(sum(math.exp(-value / lbda) for value in values))
+
+    for m in range(1, cols):
+        cum[0][m] = d[0][m] + cum[0][m - 1]
+    for row in range(1, rows):
+        cum[row][1] = d[row][1] + softmin(cum[row - 1][0], cum[row - 1][1], cum[row][0])
+        for m in range(2, cols - 1):
+            cum[row][m] = d[row][m] + softmin(cum[row - 1][m - 1], cum[row][m - 1])
+        last = cols - 1
+        cum[row][last] = d[row][last] + softmin(
+            cum[row - 1][last - 1], cum[row - 1][last], cum[row][last - 1]
+        )
+    return cum[-1][-1]
+
+
+@pytest.mark.parametrize("shots", [1, 3])
+def test_logits_equal_the_released_computation_on_the_same_weights(model, shots):
+    """The released test forward (visual metric): each support video's frames and its class's
+    text token through the block, the first T outputs kept, shots averaged per class; the
+    queries' frames through the same block; OTAM on 1 - the released cosine, both directions
+    summed; logits = -distance. Computed here from that description on the head's own weights
+    (trained-looking: every parameter perturbed from its initialisation) and compared with the
+    head's logits, per episode and on the test's once-per-video path."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for parameter in model.omega.parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter))
+    n_way, frames, dim = 5, 8, 16
+    support = 3.0 * torch.randn(n_way * shots, frames, dim)  # CLIP-scale, not unit, features
+    query = 3.0 * torch.randn(4, frames, dim)
+    labels = torch.arange(n_way).repeat(shots)
+    text = 8.0 * torch.randn(n_way, dim)  # raw text-tower features of the episode's classes
+
+    expected = torch.empty(len(query), n_way, dtype=torch.float64)
+    with torch.no_grad():
+        modulated = released_omega(model.omega, torch.cat([support, text[labels, None]], dim=1))
+        modulated = modulated[:, :frames]
+        prototypes = torch.stack([modulated[labels == c].mean(dim=0) for c in range(n_way)])
+        queries = released_omega(model.omega, query)
+        for q in range(len(query)):
+            for c in range(n_way):
+                cost = 1.0 - released_cosine(queries[q], prototypes[c])  # [Tq, Tp]
+                both = released_otam(cost.double()) + released_otam(cost.double().T)
+                expected[q, c] = -both
+
+        rows = lambda encoded: {k: v[None] for k, v in encoded.items()}  # noqa: E731
+        episode = model.compare(
+            rows(model.encode(support)),
+            labels[None],
+            rows(model.encode(query)),
+            class_text=text[None],
+        )[0]
+        own = model.encode_for_test(support, shots, own_text=text[labels])
+        per_video = model.compare(
+            rows(own), labels[None], rows(model.encode(query)), class_text=text[None]
+        )[0]
+    assert expected.abs().max() > 1.0  # distances of some size, not all near zero
+    assert torch.allclose(episode.double(), expected, atol=1e-5, rtol=0)
+    assert torch.allclose(per_video.double(), expected, atol=1e-5, rtol=0)
+    assert model.omega.out_dropout.p == 0.2  # the released dropouts, active in training only
+    assert [m.p for m in model.omega.ffn if isinstance(m, torch.nn.Dropout)] == [0.05, 0.05]
 
 
 def test_loss_has_the_video_text_term_weighted_by_lambda(model):
@@ -90,7 +194,8 @@ def test_fusion_mixes_text_and_visual_probabilities(model):
         visual = model.compare(rows(support), labels, rows(query), class_text=text)
         model.fusion = True
         fused = model.compare(rows(support), labels, rows(query), class_text=text)
-        p_text = F.softmax(model.video_text_logits(query["frames"], text[0]), dim=-1)
+        video = F.normalize(query["frames"].mean(dim=1), dim=-1)  # [Q, D]: a plain cosine
+        p_text = F.softmax(model.scale * video @ text[0].T, dim=-1)
         p_vis = F.softmax((8.0 + visual[0]) / 8.0, dim=-1)  # visual = -d
     expected = p_text**0.9 * p_vis**0.1
     assert torch.allclose(fused[0].exp(), expected, atol=1e-5)
