@@ -29,7 +29,9 @@ M² block (multi-scale second-order moment):
 
 Per episode (``compare``), A² module (adaptive alignment):
   1. cost c_ij = 1 - cos(q_i, s_j) (``cost="cosine"``) or the Euclidean distance of the
-     L2-normalised descriptors (``"euclidean"``);
+     L2-normalised descriptors (``"euclidean"``), ``sqrt(2 - 2 cos + 1e-8)``: the 1e-8
+     (``EUCLIDEAN_EPS``) keeps the gradient finite and makes a descriptor's cost with itself
+     at least 1e-4;
   2. node weights (``weights``): ``self_guided`` (default), ``cross_ref`` (DeepEMD's
      ReLU(q_i . mean(s)) + 1e-3, per pair), or ``mixed`` (their product, renormalised), each
      normalised to unit mass;
@@ -89,6 +91,13 @@ SOLVERS = ("exact_lp", "sinkhorn")
 KSHOTS = ("union", "mean")
 CROSS_REF_FLOOR = 1e-3  # DeepEMD's floor on the ReLU'd cross-reference weights
 EPS = 1e-8
+# Added under the square root of the Euclidean cost: sqrt's gradient is infinite at 0, where a
+# query candidate equals a support candidate; with it the gradient is at most 1 / (2 * 1e-4)
+# and the cost of a descriptor with itself is at least sqrt(1e-8) = 1e-4, not 0 (in float32
+# the square root magnifies the rounding of cos, about 1e-7, too: a video's EMD with itself
+# measured 2.6e-4 in tests/test_a2m2.py). For costs of 0.01 and more the 1e-8 moves the cost by
+# at most 5e-7.
+EUCLIDEAN_EPS = 1e-8
 
 
 def _check(name: str, value, allowed) -> None:
@@ -353,6 +362,6 @@ class A2M2Net(FewShotRecognizer):
         if self.cost == "cosine":
             costs = 1.0 - cosine  # [E, Q, N, n, M]
         else:  # Euclidean distance of unit vectors
-            costs = (2.0 - 2.0 * cosine).clamp_min(0.0).add(EPS).sqrt()
+            costs = (2.0 - 2.0 * cosine).clamp_min(0.0).add(EUCLIDEAN_EPS).sqrt()
         distance = self.transport(costs, u, v)  # [E, Q, N]
         return self.log_temperature.exp() * (1.0 - distance)

@@ -138,6 +138,23 @@ def test_a2_2_model_order_free_and_self_match():
     assert (own[1:] < 12.5 - 1e-3).all()
 
 
+def test_a2_2_euclidean_self_match_is_off_by_the_documented_epsilon():
+    """The Euclidean cost is sqrt(2 - 2 cos + 1e-8): a descriptor's cost with itself is 1e-4 in
+    exact arithmetic and more in float32, where the square root magnifies the rounding of cos
+    (about 1e-7) too, so a query identical to a 1-shot support video scores 12.5 * (1 - d)
+    with d between 1e-4 and 1e-3 (2.6e-4 here), not 12.5 as with the cosine cost."""
+    model = a2m2(cost="euclidean")
+    torch.manual_seed(6)
+    with torch.no_grad():
+        support = model.encode(torch.randn(5, 8, 64, 3, 3))
+        shots = {k: v[None] for k, v in support.items()}
+        itself = {k: v[None, 1:2] for k, v in support.items()}  # support video 1, class 0
+        own = model.compare(shots, torch.tensor([[2, 0, 4, 1, 3]]), itself)[0, 0]
+    self_distance = 1.0 - own[0].item() / 12.5
+    assert 1e-4 - 1e-6 <= self_distance < 1e-3
+    assert (own[1:] < own[0] - 1e-3).all()
+
+
 def test_a2_3_constant_features_give_no_nan():
     """A2-3: constant features give a zero moment; trace epsilon keeps it finite, gradients
     too."""
