@@ -22,8 +22,9 @@ Options (constructor arguments, harness defaults; configs/otam/README.md):
 - ``first_col_vertical = False``: True adds the vertical move in the first real
   column, as CLIP-FSAR, Perrett's library and the otam-reimpl do (parity with their numbers).
 - ``last_col_vertical = True``: False reproduces the 2-term last column of
-  Perrett's library at commit 0b5b5b88, which disables the free end (a known bug, kept as an
-  option for parity).
+  Perrett's library up to b9c46a0 (0b5b5b8 among them, with ``avg``) and at 9643d36 (with
+  ``sum``), which disables the free end (a known bug, kept as an option for parity); its head
+  (3687f3a) has the 3-term column and ``sum`` (configs/otam/README.md, the commit table).
 - ``direction = "avg"``: ``q2s`` (rows = query, padded columns = support, the
   orientation of Perrett's library and CLIP-FSAR), ``s2q`` (the transpose), ``avg`` (half the
   sum, Perrett's "otambd"), ``sum`` (CLIP-FSAR), ``timeflip_avg`` (the otam-reimpl's

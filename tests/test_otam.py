@@ -133,7 +133,7 @@ def test_ot4_warp_hard_values_and_frame_order_methods():
     cost = warp_cost()
     assert float(otam_distance(cost, lbda=0.0)) == 0.0  # q -> s: the warp costs nothing
     assert float(otam_distance(cost.T, lbda=0.0)) == 4.0  # s -> q
-    # The buggy 2-term last column (Perrett's library at 0b5b5b88) loses the free end.
+    # The buggy 2-term last column (Perrett's library up to b9c46a0) loses the free end.
     assert float(otam_distance(cost, lbda=0.0, last_col_vertical=False)) == 3.0
     # Frame-order methods see a difference where OTAM sees none.
     query, support = warp_example()
