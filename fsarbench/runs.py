@@ -61,7 +61,13 @@ from fsarbench.evaluation import evaluate_from_features, evaluate_per_episode
 from fsarbench.features import DTYPES as FEATURE_DTYPES
 from fsarbench.features import FeatureStore, weights_hash
 from fsarbench.fileio import check_writable_folder
-from fsarbench.leakage import check_leakage, leakage_for
+from fsarbench.leakage import (
+    check_label_leakage,
+    check_leakage,
+    label_leakage,
+    leakage_for,
+    named_test_classes,
+)
 from fsarbench.locks import compute_once, journal_stage, stage_lock
 from fsarbench.names import benchmark_key, method_needs_text
 from fsarbench.paths import cache_dir, data_dir
@@ -116,6 +122,8 @@ class SuiteOptions:
     pretrain: bool | None = None  # None: the schedule's default
     cfg_options: dict = field(default_factory=dict)  # dotted keys merged into every run config
     pretrained_on: tuple[str, ...] = ()  # corpora the --weights were pretrained on
+    # the class names the --weights were trained on (--pretrained-labels, readable words)
+    pretrained_labels: frozenset[str] = frozenset()
     allow_leakage: bool = False  # run even when that pretraining saw the test classes
     # none: one process; pytorch (torchrun) or slurm (srun): this process is one rank of a
     # DDP run (MMEngine's launchers)
@@ -255,6 +263,14 @@ def run_lock_path(record: Path) -> Path:
     # beside the records, in a hidden folder that `report` never reads
     runs = next(p for p in record.parents if p.name == "runs")
     return runs.parent / ".locks" / record.relative_to(runs).with_suffix(".lock")
+
+
+def run_label_leakage(run: ResolvedRun, options: SuiteOptions) -> list[str]:
+    """The run's test classes among ``--pretrained-labels`` (readable names; [] without it)."""
+    if not options.pretrained_labels or run.data is None:
+        return []
+    classes = split_videos(run.data.prepared, run.data.folder, "test").classes
+    return label_leakage(named_test_classes(run.benchmark, classes), options.pretrained_labels)
 
 
 def resolve_run(request: RunRequest, options: SuiteOptions, prepare: bool = True) -> ResolvedRun:
@@ -508,7 +524,10 @@ def _compute_run(
         best_val_acc=trained.best_val_acc if trained else None,
         breakdown=order_pair_breakdown(episode_set, scores.predictions),
         pretrained_on=list(run.pretrained_on),
-        leakage=leakage_for(run.benchmark, run.pretrained_on),
+        leakage=[
+            *leakage_for(run.benchmark, run.pretrained_on),
+            *(f"label: {name}" for name in run_label_leakage(run, options)),
+        ],
         notes=notes,
     )
     write_record(record, run.path)
@@ -736,6 +755,11 @@ def check_inputs(
             "--pretrained-on describes the --weights file, but no --weights was given",
             "pass --weights FILE with it, or drop --pretrained-on",
         )
+    if options.pretrained_labels and options.weights is None:
+        raise FsarbenchError(
+            "--pretrained-labels describes the --weights file, but no --weights was given",
+            "pass --weights FILE with it, or drop --pretrained-labels",
+        )
     if options.synth is not None:
         options.synth.validate()
     if options.synth is not None and not any(b.is_synthetic for b in benchmarks):
@@ -763,6 +787,12 @@ def check_inputs(
                 continue  # a stage job generates it; the runs check their episodes there
             ensure_synth(synth, progress=options.progress)
         prepared, prepared_dir = require_prepared(benchmark, synth)
+        if options.pretrained_labels:  # VM-2: the weights' classes against the test classes
+            test_classes = split_videos(prepared, prepared_dir, "test").classes
+            overlap = label_leakage(
+                named_test_classes(benchmark, test_classes), options.pretrained_labels
+            )
+            check_label_leakage(benchmark, overlap, options.allow_leakage)
         if any(method_needs_text(m) for m in methods):
             for split in prepared.splits:  # names for the text prompts, before any run
                 class_texts(benchmark, split_videos(prepared, prepared_dir, split).classes)

@@ -235,6 +235,30 @@ CASES = [
         "pass --weights FILE",
     ),
     (
+        "pretrained-labels without weights",
+        lambda t: [*RUN, *results(t), "--pretrained-labels", str(write(t / "l.txt", "a\n"))],
+        "no --weights was given",
+        "pass --weights FILE",
+    ),
+    (
+        "pretrained-labels file missing",
+        lambda t: [*RUN, *results(t), "--pretrained-labels", str(t / "none.txt")],
+        "none.txt: no such file",
+        "one class name per line",
+    ),
+    (
+        "pretrained-labels file empty",
+        lambda t: [*RUN, *results(t), "--pretrained-labels", str(write(t / "e.txt", "# x\n\n"))],
+        "lists no class names",
+        "one class name per line",
+    ),
+    (
+        "pretrained-labels file of broken JSON",
+        lambda t: [*RUN, *results(t), "--pretrained-labels", str(write(t / "l.json", '["a", '))],
+        "starts like JSON but is not",
+        "a JSON list of names",
+    ),
+    (
         "bad synth settings",
         lambda t: ["run", "--synth", "frames=2", *results(t)],
         "frames must be at least 8",

@@ -12,7 +12,12 @@ from fsarbench.benchmarks.splits import store_splits
 from fsarbench.benchmarks.standin import make_standin_tree
 from fsarbench.cli import main
 from fsarbench.errors import FsarbenchError
-from fsarbench.leakage import leakage_for, parse_pretrained_on
+from fsarbench.leakage import (
+    label_leakage,
+    leakage_for,
+    parse_pretrained_on,
+    read_pretraining_labels,
+)
 from fsarbench.registry import MODELS
 from fsarbench.report import render_leaderboard
 from fsarbench.results import load_records
@@ -90,3 +95,58 @@ def test_an_allowed_run_records_its_leakage(tmp_path):
     assert record.pretrained_on == ["kinetics-400", "imagenet-1k"]
     assert record.leakage == ["kinetics-400"]
     assert "‡" in render_leaderboard([record], "md")
+
+
+def test_vm2_label_sets_are_compared_as_readable_names(tmp_path):
+    """VM-2: the weights' label set against the test classes, whatever their spelling."""
+    listed = tmp_path / "labels.txt"
+    listed.write_text("# the backbone's classes\nBlasting_Sand\n\nplaying bass guitar\nBusking\n")
+    labels = read_pretraining_labels(listed)
+    assert labels == {"blasting sand", "playing bass guitar", "busking"}
+    as_json = tmp_path / "labels.json"
+    as_json.write_text('["BlastingSand", "Pushing [something] from left to right"]')
+    assert read_pretraining_labels(as_json) == {
+        "blasting sand",
+        "pushing something from left to right",
+    }
+    test_classes = ["blasting sand", "cutting watermelon", "busking"]
+    assert label_leakage(test_classes, labels) == ["blasting sand", "busking"]
+    assert label_leakage(["cutting watermelon"], labels) == []
+
+
+def test_vm2_the_guard_stops_weights_trained_on_a_test_class(tmp_path, capsys):
+    """A run whose --pretrained-labels name one of the benchmark's test classes stops before
+    anything is written; with --allow-leakage it runs and its record names the classes."""
+    benchmark = get_benchmark("k100")
+    lists = store_splits(benchmark, split_source("k100")).lists
+    root = tmp_path / "kinetics"
+    make_standin_tree(benchmark, lists, root, classes_per_split=5, per_class=2)
+    prepare_benchmark(benchmark, lists, root, prepared_folder(benchmark), progress=False)
+    test_class = lists["test"].entries[0].class_name  # one the stand-in has
+    torch.manual_seed(0)
+    backbone = MODELS.build(dict(type="FrameResNet", depth=18, num_stages=1))
+    weights = tmp_path / "backbone.pth"
+    torch.save(backbone.state_dict(), weights)
+    labels = tmp_path / "labels.txt"
+    labels.write_text(f"abseiling\n{test_class.upper()}\n")
+    results = tmp_path / "results"
+    argv = ["run", "--datasets", "k100", "--methods", "protonet", "--shots", "1", "--seeds", "0"]
+    argv += ["--episodes", "4", "--train", "none", "--results-dir", str(results)]
+    argv += ["--weights", str(weights), "--pretrained-labels", str(labels)]
+    argv += ["--cfg-options", "backbone.depth=18", "backbone.num_stages=1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"1 of k100's test classes are among the classes the backbone was trained on ({test_class})"
+        in err
+    )
+    assert "--allow-leakage" in err and not results.exists()
+    assert main([*argv, "--allow-leakage"]) == 0
+    (record,) = load_records(results)
+    assert record.leakage == [f"label: {test_class}"]
+    assert "‡" in render_leaderboard([record], "md")
+    # labels that name no test class: the run is clean
+    labels.write_text("abseiling\n")
+    assert main([*argv, "--force", "--results-dir", str(tmp_path / "clean")]) == 0
+    (clean,) = load_records(tmp_path / "clean")
+    assert clean.leakage == []

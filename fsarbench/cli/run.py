@@ -15,7 +15,7 @@ from fsarbench.benchmarks.synth import SynthConfig
 from fsarbench.config import TRAINING_MODES
 from fsarbench.console import stderr
 from fsarbench.errors import FsarbenchError
-from fsarbench.leakage import PRETRAINING_CORPORA, parse_pretrained_on
+from fsarbench.leakage import PRETRAINING_CORPORA, parse_pretrained_on, read_pretraining_labels
 from fsarbench.runtime import DEFAULT_THREADS
 
 if TYPE_CHECKING:
@@ -161,6 +161,14 @@ def register(parser) -> None:
         help="what the --weights were pretrained on, comma-separated ("
         + ", ".join(PRETRAINING_CORPORA)
         + "); recorded, and checked against the benchmark's test classes",
+    )
+    parser.add_argument(
+        "--pretrained-labels",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the class names the --weights were trained on, one per line (or a JSON list): a "
+        "run stops if any is one of the benchmark's test classes",
     )
     parser.add_argument(
         "--allow-leakage",
@@ -366,6 +374,11 @@ def run(args: argparse.Namespace) -> int:
         pretrain=args.pretrain,
         cfg_options=parse_cfg_options(args.cfg_options),
         pretrained_on=parse_pretrained_on(args.pretrained_on),
+        pretrained_labels=(
+            read_pretraining_labels(args.pretrained_labels)
+            if args.pretrained_labels is not None
+            else frozenset()
+        ),
         allow_leakage=args.allow_leakage,
         launcher=args.launcher,
         replicate=args.replicate,
