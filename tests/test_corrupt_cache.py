@@ -183,6 +183,14 @@ def test_sigkill_during_generation_leaves_no_worker_and_no_staging(tmp_path, mon
     assert not [p for p in cache.iterdir() if p.name.startswith(".seed11-") and p.is_dir()]
 
 
+def as_a_foreground_job() -> None:
+    """In the child before exec: SIGINT's default action, as a terminal's foreground job has it.
+    A shell starts background jobs (``cmd &``, as a CI script may run the tests) with SIGINT
+    ignored, the child would inherit that, and Python installs its Ctrl-C handler only where
+    SIGINT is not ignored: the run would never see the Ctrl-C this test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 @pytest.mark.parametrize("ending", ["SIGKILL", "Ctrl-C"])
 def test_an_ended_run_leaves_no_data_loader_worker(tmp_path, monkeypatch, ending):
@@ -205,7 +213,11 @@ def test_an_ended_run_leaves_no_data_loader_worker(tmp_path, monkeypatch, ending
     ]
     command += ["--episodes", "5000", "--synth", synth, "--results-dir", str(tmp_path / "r")]
     process = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=as_a_foreground_job,
     )
     deadline = time.time() + 180
     workers = []
