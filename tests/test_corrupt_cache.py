@@ -184,11 +184,19 @@ def test_sigkill_during_generation_leaves_no_worker_and_no_staging(tmp_path, mon
 
 
 def as_a_foreground_job() -> None:
-    """In the child before exec: SIGINT's default action, as a terminal's foreground job has it.
-    A shell starts background jobs (``cmd &``, as a CI script may run the tests) with SIGINT
-    ignored, the child would inherit that, and Python installs its Ctrl-C handler only where
-    SIGINT is not ignored: the run would never see the Ctrl-C this test sends."""
+    """In the child before exec: SIGINT at its default action and not blocked, as a terminal's
+    foreground job has it. Both are inherited through fork and exec: a shell starts background
+    jobs with SIGINT ignored, and a thread mask with SIGINT blocked would keep it pending; in
+    either case the run would never see the Ctrl-C this test sends (twice in CI the run and its
+    workers went on for 60 s after it, with no KeyboardInterrupt anywhere in its stderr)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def sigint_state() -> str:
+    """This process's SIGINT disposition and whether its thread blocks it (for messages)."""
+    blocked = signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+    return f"SIGINT handler {signal.getsignal(signal.SIGINT)!r}, blocked: {blocked}"
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
@@ -212,6 +220,7 @@ def test_an_ended_run_leaves_no_data_loader_worker(tmp_path, monkeypatch, ending
         "0",
     ]
     command += ["--episodes", "5000", "--synth", synth, "--results-dir", str(tmp_path / "r")]
+    state_at_start = sigint_state()  # the test process's, which the child would inherit
     process = subprocess.Popen(
         command,
         stdout=subprocess.DEVNULL,
@@ -237,7 +246,8 @@ def test_an_ended_run_leaves_no_data_loader_worker(tmp_path, monkeypatch, ending
             # the head too: a KeyboardInterrupt swallowed in a finaliser ("Exception ignored
             # in ...") is printed long before faulthandler's dump of every thread at the end
             raise AssertionError(
-                f"the run did not end after Ctrl-C:\n{err[:3000]}\n...\n{err[-6000:]}"
+                f"the run did not end after Ctrl-C (the test process: {state_at_start}):\n"
+                f"{err[:3000]}\n...\n{err[-6000:]}"
             ) from None
         assert process.returncode == EXIT_INTERRUPTED, err
         assert "the same command resumes" in err and "Traceback" not in err
