@@ -265,12 +265,20 @@ def run_lock_path(record: Path) -> Path:
     return runs.parent / ".locks" / record.relative_to(runs).with_suffix(".lock")
 
 
+def split_label_leakage(
+    benchmark: Benchmark, prepared, prepared_dir: Path, labels: frozenset[str]
+) -> list[str]:
+    """The prepared test split's classes among ``labels`` (``--pretrained-labels``)."""
+    classes = split_videos(prepared, prepared_dir, "test").classes
+    return label_leakage(named_test_classes(benchmark, classes), labels)
+
+
 def run_label_leakage(run: ResolvedRun, options: SuiteOptions) -> list[str]:
     """The run's test classes among ``--pretrained-labels`` (readable names; [] without it)."""
     if not options.pretrained_labels or run.data is None:
         return []
-    classes = split_videos(run.data.prepared, run.data.folder, "test").classes
-    return label_leakage(named_test_classes(run.benchmark, classes), options.pretrained_labels)
+    data = run.data
+    return split_label_leakage(run.benchmark, data.prepared, data.folder, options.pretrained_labels)
 
 
 def resolve_run(request: RunRequest, options: SuiteOptions, prepare: bool = True) -> ResolvedRun:
@@ -788,9 +796,8 @@ def check_inputs(
             ensure_synth(synth, progress=options.progress)
         prepared, prepared_dir = require_prepared(benchmark, synth)
         if options.pretrained_labels:  # VM-2: the weights' classes against the test classes
-            test_classes = split_videos(prepared, prepared_dir, "test").classes
-            overlap = label_leakage(
-                named_test_classes(benchmark, test_classes), options.pretrained_labels
+            overlap = split_label_leakage(
+                benchmark, prepared, prepared_dir, options.pretrained_labels
             )
             check_label_leakage(benchmark, overlap, options.allow_leakage)
         if any(method_needs_text(m) for m in methods):

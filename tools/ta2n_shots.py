@@ -34,8 +34,7 @@ from fsarbench.benchmarks.registry import get_benchmark
 from fsarbench.config import compose_run_config
 from fsarbench.data.episodes import EpisodeSpec, sample_episodes, split_videos
 from fsarbench.evaluation import evaluate_from_features
-from fsarbench.features import StoredFeatures
-from fsarbench.paths import cache_dir
+from fsarbench.features import FeatureKey, FeatureStore, weights_hash
 from fsarbench.registry import MODELS
 
 ORIGINAL_SOFTMAX = torch.Tensor.softmax
@@ -94,11 +93,20 @@ def main() -> None:
     benchmark = get_benchmark("synth")
     prepared, folder = require_prepared(benchmark)
     test = split_videos(prepared, folder, "test")
-    store = next((cache_dir() / "features" / "synth" / "test").glob("maps-float16-*"))
-    index = json.loads((store / "index.json").read_text())
-    stored = StoredFeatures(
-        None, tuple(index["video_ids"]), np.load(store / "features.npy", mmap_mode="r")
-    )
+    # the test maps embedded by the checkpoints' backbone (frozen: the same in every run)
+    backbone = weights_hash(load_model(1, args.one_shot / "model.pth").backbone)
+    store = FeatureStore()
+    keys = [
+        FeatureKey(**json.loads((folder / "index.json").read_text())["key"])
+        for folder in (store.root / "synth" / "test").glob("maps-*")
+        if (folder / "index.json").is_file()
+    ]
+    key = next((k for k in keys if k.weights_hash == backbone), None)
+    stored = store.load(key) if key is not None else None
+    if stored is None:
+        raise SystemExit(
+            f"no stored synth test maps of backbone {backbone[:16]} under {store.root}"
+        )
     frames = stored.features.shape[1]
     checkpoints = [("1-shot", args.one_shot)]
     checkpoints += [(f"5-shot #{i}", run) for i, run in enumerate(args.five_shot, 1)]
